@@ -1,0 +1,89 @@
+"""Grade one notebook: sandboxed run of the student's code, verdicts per test cell.
+
+This is the core the nbgrader plugin and the project command share. It takes
+an in-memory notebook and knows nothing of nbgrader's files or gradebook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from autograder.checks import load_assignment
+from autograder.forbidden import defining_cell, forbidden_uses
+from autograder.sandbox import Limits, WorkerRun, run_student_code
+from autograder.verdicts import StudentResult, Verdict, verdict
+
+
+def _nbgrader(cell: Mapping[str, Any]) -> Mapping[str, Any]:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def is_test_cell(cell: Mapping[str, Any]) -> bool:
+    """An autograder test cell: graded, not an answer."""
+    meta = _nbgrader(cell)
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def student_code(notebook: Mapping[str, Any]) -> list[str]:
+    """The code cells the grader executes: every code cell but the test cells, in order."""
+    cells = []
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") != "code" or is_test_cell(cell):
+            continue
+        source = cell.get("source", "")
+        cells.append("".join(source) if isinstance(source, list) else str(source))
+    return cells
+
+
+def test_cell_ids(notebook: Mapping[str, Any]) -> list[str]:
+    return [_nbgrader(cell).get("grade_id", "") for cell in notebook.get("cells", []) if is_test_cell(cell)]
+
+
+def static_violations(assignment: str, cells: list[str]) -> dict[str, list[str]]:
+    """For each graded name, the forbidden library names its defining cell uses."""
+    spec = load_assignment(assignment)
+    violations: dict[str, list[str]] = {}
+    for name, banned in spec.forbidden.items():
+        index = defining_cell(cells, name)
+        if index is None:
+            continue
+        uses = forbidden_uses(cells[index], banned)
+        if uses:
+            violations[name] = uses
+    return violations
+
+
+def grade_notebook(notebook: Mapping[str, Any], assignment: str, limits: Limits = Limits()) -> dict[str, Verdict]:
+    """Verdicts for every hidden test of ``assignment`` that has a test cell in ``notebook``."""
+    spec = load_assignment(assignment)
+    present = set(test_cell_ids(notebook))
+    grade_ids = [grade_id for grade_id in spec.tests if grade_id in present]
+    cells = student_code(notebook)
+    probes = [(grade_id, index) for grade_id in grade_ids for index in range(len(spec.tests[grade_id]))]
+    run = run_student_code(assignment, cells, probes, limits) if probes else WorkerRun(finished=True)
+    violations = static_violations(assignment, cells)
+
+    verdicts: dict[str, Verdict] = {}
+    number = 0
+    for grade_id in grade_ids:
+        results = []
+        for probe in spec.tests[grade_id]:
+            results.append(_student_result(run, number, probe.targets, violations))
+            number += 1
+        verdicts[grade_id] = verdict(assignment, grade_id, results)
+    return verdicts
+
+
+def _student_result(run: WorkerRun, number: int, targets: tuple[str, ...],
+                    violations: dict[str, list[str]]) -> StudentResult:
+    for target in targets:
+        if target in violations:
+            names = ", ".join(violations[target])
+            return StudentResult(error=f"{target} uses {names}, the library's own version of this exercise: "
+                                       "no credit (implement it with array operations)")
+    if number in run.probe_outputs:
+        return StudentResult(outputs=run.probe_outputs[number])
+    if number in run.probe_errors:
+        return StudentResult(error=run.probe_errors[number])
+    return StudentResult(error=f"not run: {run.stopped_because or 'the notebook stopped before this check'}")

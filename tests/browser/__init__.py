@@ -1,0 +1,1 @@
+"""Helpers for the tests of the built site (tests/test_site_*.py)."""
