@@ -7,6 +7,13 @@
   sandboxed run of the student's code (:func:`autograder.grading.grade_notebook`).
   Test cells' sources and metadata come from the gradebook (nbgrader's
   ``OverwriteCells``), never from the submission.
+- :class:`UseSandboxResults` takes the place of :class:`ExecuteAndVerify` in
+  ``python -m autograder grade``: no kernel, the verdicts and the outputs of the
+  student's cells come from the grader's own sandboxed run.
+- Feedback (``nbgrader generate_feedback``) shows no hidden test: their source
+  is cut (:class:`HideHiddenTests`), error tracebacks of test cells are reduced
+  to their last line, and the HTML template loads nothing from the network
+  (math stays as TeX).
 """
 
 from __future__ import annotations
@@ -14,13 +21,19 @@ from __future__ import annotations
 from typing import Any
 
 from nbformat import NotebookNode
+from nbgrader.preprocessors import NbGraderPreprocessor as Preprocessor
 from nbgrader.preprocessors import Execute
-from traitlets import Float, Integer
+from traitlets import Float, Integer, Unicode
 
 from autograder.checks import ASSIGNMENT_IDS
 from autograder.grading import grade_notebook, is_test_cell
 from autograder.sandbox import Limits
 from autograder.verdicts import Verdict
+
+import os
+
+#: The course's nbconvert templates (the offline feedback page).
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 
 
 def configure(c: Any, root: str) -> None:
@@ -38,6 +51,18 @@ def configure(c: Any, root: str) -> None:
     c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
     c.Execute.timeout = 120
+    # Feedback: no hidden test source, no traceback of hidden code, no CDN.
+    import nbgrader
+
+    nbgrader_templates = os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader",
+                                      "templates")
+    c.HTMLExporter.extra_template_basedirs = [TEMPLATES, nbgrader_templates]
+    c.HTMLExporter.template_name = "feedback_offline"
+    c.HTMLExporter.template_file = "offline.html.j2"
+    from nbgrader.preprocessors import GetGrades
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+
+    c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
     c.Autograde.autograde_preprocessors = [
         ExecuteAndVerify,
         IgnorePattern,
@@ -97,3 +122,78 @@ class ExecuteAndVerify(Execute):
             limits = Limits(self.cell_seconds, self.notebook_seconds, self.memory_megabytes * 1024**2)
             apply_verdicts(nb, grade_notebook(nb, assignment, limits))
         return nb, resources
+
+
+class UseSandboxResults(Preprocessor):
+    """In place of the kernel: results of the grader's sandboxed run (``python -m autograder grade``).
+
+    Fills every test cell with its verdict and every other code cell with what
+    it printed or the error it raised, as recorded by the worker. A notebook
+    the grader has no precomputed result for is graded on the spot.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        from autograder.pipeline import PRECOMPUTED, grade_cells
+
+        info = resources.get("nbgrader", {})
+        assignment = info.get("assignment")
+        if assignment not in ASSIGNMENT_IDS:
+            return nb, resources
+        result = PRECOMPUTED.get((info.get("student"), info.get("notebook")))
+        if result is None:
+            result = grade_cells(nb, assignment, Limits())
+        apply_verdicts(nb, result.verdicts)
+        position = 0
+        for cell in nb.cells:
+            if cell.cell_type != "code" or is_test_cell(cell):
+                continue
+            run = result.cells.get(position)
+            position += 1
+            cell.outputs = []
+            if run is None:
+                continue
+            if run.output:
+                cell.outputs.append(NotebookNode(output_type="stream", name="stdout", text=run.output))
+            if run.error:
+                name, _, value = run.error.partition(": ")
+                cell.outputs.append(NotebookNode(output_type="error", ename=name, evalue=value,
+                                                 traceback=run.traceback or [run.error]))
+        return nb, resources
+
+
+class HideHiddenTests(Preprocessor):
+    """Feedback shows no hidden test: its source is cut and tracebacks are reduced to one line."""
+
+    begin = Unicode("BEGIN HIDDEN TESTS").tag(config=True)
+    end = Unicode("END HIDDEN TESTS").tag(config=True)
+    replacement = Unicode("# (hidden tests)").tag(config=True)
+
+    def _strip(self, source: str) -> tuple[str, list[str]]:
+        kept, hidden, inside = [], [], False
+        for line in source.splitlines():
+            if self.begin in line:
+                inside = True
+                kept.append(self.replacement)
+                continue
+            if self.end in line:
+                inside = False
+                continue
+            (hidden if inside else kept).append(line)
+        return "\n".join(kept), [line.strip() for line in hidden if line.strip()]
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
+        if cell.cell_type != "code":
+            return cell, resources
+        cell.source, hidden = self._strip(cell.source)
+        graded = bool(cell.metadata.get("nbgrader", {}).get("grade"))
+        for output in cell.get("outputs", []):
+            if output.get("output_type") != "error":
+                continue
+            if graded or any(line in "\n".join(output.get("traceback", [])) for line in hidden):
+                output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
+        if graded and hidden:
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "stream":
+                    output["text"] = "\n".join(line for line in output.get("text", "").splitlines()
+                                               if line.strip() not in hidden)
+        return cell, resources

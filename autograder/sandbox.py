@@ -1,21 +1,37 @@
-"""Run a student's code in a separate, limited process and collect its results.
+"""Run a student's code in a separate, confined process and collect its results.
 
-The worker (:mod:`autograder.worker`) gets a working directory of its own, a
-memory limit, a wall-clock limit for the whole run and one per cell, and its
-own process group, so that nothing it starts outlives it. What it wrote before
-dying (crash, ``os._exit``, timeout, out of memory) is kept.
+The worker (:mod:`autograder.worker`) gets a working directory of its own,
+a memory limit, a wall-clock limit for the whole run and one per cell, a CPU
+time limit, its own session (so that nothing it starts outlives it) and, when
+the grader runs as root, no network and a user id of its own that can write
+nowhere but in its working directory. What it reported before dying (crash,
+``os._exit``, timeout, out of memory) is kept.
+
+Two ways to start the worker, same confinement and same results:
+
+- by default a fresh ``python -m autograder.worker`` per run (what
+  ``nbgrader autograde`` uses);
+- inside :func:`fork_server`, a process forked from a server that imported
+  NumPy, PyTorch and the hidden tests once (what ``python -m autograder grade``
+  uses): start-up then costs milliseconds instead of seconds.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import io
+import itertools
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +41,14 @@ from autograder.checks.core import Outputs
 
 #: The repository root, so that the worker can import ``autograder``.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Sandboxed runs get user ids from this range (when the grader is root), a
+#: different one for each run in flight, so that two submissions graded at the
+#: same time cannot touch each other's files.
+UID_BASE = 200_000
+_uids = itertools.count()
+UID_COUNT = 10_000
+_uid_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -37,6 +61,15 @@ class Limits:
 
 
 @dataclass
+class CellRun:
+    """What one of the student's cells did: its printed output, its error if any."""
+
+    output: str = ""
+    error: str = ""
+    traceback: list[str] = field(default_factory=list)
+
+
+@dataclass
 class WorkerRun:
     """What came back from one sandboxed run."""
 
@@ -44,96 +77,165 @@ class WorkerRun:
     probe_outputs: dict[int, Outputs] = field(default_factory=dict)
     probe_errors: dict[int, str] = field(default_factory=dict)
     forbidden_calls: dict[int, str] = field(default_factory=dict)
+    cells: dict[int, CellRun] = field(default_factory=dict)
     finished: bool = False
     stopped_because: str = ""
+    seconds: float = 0.0
 
 
-def _limit_resources(memory_bytes: int) -> None:
-    """Runs in the child before exec: new process group, memory limit, no core files."""
-    os.setsid()
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+@contextlib.contextmanager
+def _sandbox_uid() -> Iterator[int | None]:
+    """A user id no other sandboxed run holds, across every grader on this machine (root only).
+
+    Each candidate id has a lock file; ``flock`` on it is released by the
+    kernel when the grader exits, so a crashed grader leaves nothing behind.
+    """
+    if os.geteuid() != 0:
+        yield None
+        return
+    import fcntl
+
+    lock_dir = Path(tempfile.gettempdir()) / "bn-sandbox-uids"
+    lock_dir.mkdir(mode=0o700, exist_ok=True)
+    with _uid_lock:
+        start = next(_uids)
+    for attempt in range(UID_COUNT):
+        uid = UID_BASE + (start + attempt + os.getpid()) % UID_COUNT
+        handle = open(lock_dir / str(uid), "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        try:
+            yield uid
+        finally:
+            handle.close()
+        return
+    raise RuntimeError("no free sandbox user id")
 
 
-def _environment(workdir: Path) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(workdir),
-        "TMPDIR": str(workdir),
-        "PYTHONPATH": str(PROJECT_ROOT),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONHASHSEED": "0",
-        "MPLBACKEND": "Agg",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        **{key: value for key, value in os.environ.items() if key.startswith("OPENBLAS_CORETYPE")},
-    }
+def _prepare_dirs(uid: int | None) -> tuple[Path, Path, Path]:
+    """An empty working directory owned by ``uid`` and a results file only the grader can open."""
+    workdir = Path(tempfile.mkdtemp(prefix="bn-grade-"))
+    results_dir = Path(tempfile.mkdtemp(prefix="bn-results-"))
+    os.chmod(results_dir, 0o700)
+    results = results_dir / "events.jsonl"
+    results.touch(mode=0o600)
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+    os.chmod(workdir, 0o700)
+    return workdir, results_dir, results
+
+
+def _spec(assignment: str, cells: list[str], probes: list[tuple[str, int]], limits: Limits) -> dict:
+    return {"assignment": assignment, "cells": cells, "probes": [list(p) for p in probes],
+            "cell_seconds": limits.cell_seconds}
 
 
 def run_student_code(assignment: str, cells: list[str], probes: list[tuple[str, int]],
                      limits: Limits) -> WorkerRun:
-    """Execute ``cells`` then ``probes`` in a sandboxed worker; return what it produced."""
-    workdir = Path(tempfile.mkdtemp(prefix="bn-grade-"))
-    results = Path(tempfile.mkdtemp(prefix="bn-results-"))
+    """Execute ``cells`` then ``probes`` in a confined worker; return what it produced."""
+    server = _active_server
+    if server is not None:
+        return server.run(assignment, cells, probes, limits)
+    return _run_spawned(assignment, cells, probes, limits)
+
+
+def _run_spawned(assignment: str, cells: list[str], probes: list[tuple[str, int]], limits: Limits) -> WorkerRun:
+    with _sandbox_uid() as uid:
+        return _spawn_as(uid, assignment, cells, probes, limits)
+
+
+def _spawn_as(uid: int | None, assignment: str, cells: list[str], probes: list[tuple[str, int]],
+              limits: Limits) -> WorkerRun:
+    from autograder.worker import confine, environment
+
+    workdir, results_dir, results = _prepare_dirs(uid)
+    started = time.monotonic()
+    fd = os.open(results, os.O_WRONLY | os.O_APPEND)
     try:
-        spec = results / "spec.json"
-        spec.write_text(json.dumps({
-            "assignment": assignment,
-            "cells": cells,
-            "probes": [list(p) for p in probes],
-            "cell_seconds": limits.cell_seconds,
-        }), encoding="utf-8")
         process = subprocess.Popen(
-            [sys.executable, "-m", "autograder.worker", str(spec), str(results)],
+            [sys.executable, "-m", "autograder.worker", str(fd)],
             cwd=workdir,
-            env=_environment(workdir),
-            stdin=subprocess.DEVNULL,
+            env=environment(str(workdir)),
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=lambda: _limit_resources(limits.memory_bytes),
+            pass_fds=(fd,),
+            preexec_fn=lambda: confine(str(workdir), uid, limits.memory_bytes, limits.notebook_seconds,
+                                       relative_memory=False),
         )
+        os.close(fd)
+        fd = -1
         stopped_because = ""
+        payload = json.dumps(_spec(assignment, cells, probes, limits)).encode("utf-8")
         try:
-            _, stderr = process.communicate(timeout=limits.notebook_seconds)
+            _, stderr = process.communicate(payload, timeout=limits.notebook_seconds)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
+            _kill_group(process.pid)
+            process.wait()
             stderr = b""
             stopped_because = f"the notebook ran for more than {limits.notebook_seconds:g} s and was stopped"
-        _kill_group(process)  # anything the student left running in the background
+        _kill_group(process.pid)  # anything the student left running in the background
+        process.wait()
         run = _read_results(results)
         if not run.finished and not stopped_because:
             stopped_because = _why_it_died(process.returncode, stderr or b"")
         run.stopped_because = stopped_because
+        run.seconds = time.monotonic() - started
         return run
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        shutil.rmtree(results, ignore_errors=True)
+        if fd >= 0:
+            os.close(fd)
+        _cleanup(workdir, uid)
+        shutil.rmtree(results_dir, ignore_errors=True)
 
 
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    process.wait()
+def _cleanup(workdir: Path, uid: int | None) -> None:
+    if uid is not None:
+        _kill_uid(uid)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _kill_uid(uid: int) -> None:
+    """Kill every process still running as the sandbox's user id (it may have left its session)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid == uid:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _why_it_died(returncode: int | None, stderr: bytes) -> str:
     text = stderr.decode("utf-8", "replace")
     if "MemoryError" in text or returncode == -signal.SIGKILL:
         return "the notebook ran out of memory or was killed"
+    if returncode == -signal.SIGXCPU:
+        return "the notebook used more CPU time than allowed and was stopped"
     if returncode is not None and returncode < 0:
-        return f"the notebook's process crashed (signal {signal.Signals(-returncode).name})"
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"the notebook's process crashed (signal {name})"
     return f"the notebook's process exited early (exit code {returncode})"
 
 
 def _read_results(results: Path) -> WorkerRun:
     run = WorkerRun()
-    events = results / "events.jsonl"
-    if not events.exists():
+    if not results.exists():
         return run
-    for line in events.read_text(encoding="utf-8", errors="replace").splitlines():
+    seen_probes: set[int] = set()
+    for line in results.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             event = json.loads(line)
         except json.JSONDecodeError:
@@ -141,28 +243,158 @@ def _read_results(results: Path) -> WorkerRun:
         if not isinstance(event, dict):
             continue
         kind = event.get("event")
-        if kind == "finished":
-            run.finished = True
-        elif kind == "cell" and not event.get("ok"):
-            run.cell_errors[int(event.get("index", -1))] = str(event.get("error", ""))
-        elif kind == "probe":
-            number = int(event.get("number", -1))
-            if event.get("ok"):
-                outputs = _load_outputs(results / f"probe-{number}.npz")
-                if outputs is None:
-                    run.probe_errors[number] = "its outputs could not be read"
+        try:
+            if kind == "finished":
+                run.finished = True
+            elif kind == "cell":
+                index = int(event.get("index", -1))
+                cell = CellRun(output=str(event.get("output", "")))
+                if not event.get("ok"):
+                    cell.error = str(event.get("error", ""))
+                    cell.traceback = [str(line) for line in event.get("traceback", [])][:60]
+                    run.cell_errors[index] = cell.error
+                run.cells[index] = cell
+            elif kind == "probe":
+                number = int(event.get("number", -1))
+                if number in seen_probes:
+                    continue  # only the first report of a probe counts
+                seen_probes.add(number)
+                if event.get("ok"):
+                    outputs = _load_outputs(str(event.get("npz", "")))
+                    if outputs is None:
+                        run.probe_errors[number] = "its outputs could not be read"
+                    else:
+                        run.probe_outputs[number] = outputs
                 else:
-                    run.probe_outputs[number] = outputs
-            else:
-                run.probe_errors[number] = str(event.get("error", "failed"))
-                if event.get("forbidden"):
-                    run.forbidden_calls[number] = str(event["forbidden"])
+                    run.probe_errors[number] = str(event.get("error", "failed"))
+                    if event.get("forbidden"):
+                        run.forbidden_calls[number] = str(event["forbidden"])
+        except (TypeError, ValueError):
+            continue
     return run
 
 
-def _load_outputs(path: Path) -> Outputs | None:
+def _load_outputs(text: str) -> Outputs | None:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
-    except Exception:  # a missing or malformed file is the student's loss, not a crash
+    except Exception:  # a missing or malformed archive is the student's loss, not a crash
         return None
+
+
+# ---------------------------------------------------------------------------
+# Fork server
+
+
+class ForkServer:
+    """Start confined workers by forking a process that already imported everything.
+
+    Thread-safe: several threads may call :meth:`run` at once.
+    """
+
+    def __init__(self) -> None:
+        from autograder.worker import environment
+
+        env = {**environment(tempfile.gettempdir()), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        self._process = subprocess.Popen([sys.executable, "-m", "autograder.forkserver"], cwd=PROJECT_ROOT,
+                                         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        ready = self._process.stdout.readline()
+        if not ready:
+            raise RuntimeError("the grading fork server did not start")
+        self._lock = threading.Lock()
+        self._waiting: dict[str, dict] = {}
+        self._arrived = threading.Condition()
+        self._ids = itertools.count()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self._process.stdout:
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            with self._arrived:
+                self._waiting.setdefault(message.get("id"), {}).update(message)
+                self._arrived.notify_all()
+        with self._arrived:
+            self._closed = True
+            self._arrived.notify_all()
+
+    def _wait_for(self, ident: str, key: str, timeout: float | None) -> dict | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._arrived:
+            while key not in self._waiting.get(ident, {}):
+                if getattr(self, "_closed", False):
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._arrived.wait(remaining)
+            return self._waiting[ident]
+
+    def run(self, assignment: str, cells: list[str], probes: list[tuple[str, int]], limits: Limits) -> WorkerRun:
+        with _sandbox_uid() as uid:
+            workdir, results_dir, results = _prepare_dirs(uid)
+            started = time.monotonic()
+            ident = f"run-{next(self._ids)}"
+            try:
+                request = {"id": ident, "spec": _spec(assignment, cells, probes, limits), "results": str(results),
+                           "workdir": str(workdir), "uid": uid, "memory_bytes": limits.memory_bytes,
+                           "cpu_seconds": limits.notebook_seconds}
+                with self._lock:
+                    self._process.stdin.write((json.dumps(request) + "\n").encode("utf-8"))
+                    self._process.stdin.flush()
+                pid = (self._wait_for(ident, "pid", 60) or {}).get("pid")
+                stopped_because = ""
+                status: int | None = None
+                if pid is None:
+                    stopped_because = "the grader could not start a sandbox for this notebook"
+                else:
+                    done = self._wait_for(ident, "status", limits.notebook_seconds)
+                    if done is None:
+                        stopped_because = (f"the notebook ran for more than {limits.notebook_seconds:g} s "
+                                           "and was stopped")
+                        _kill_group(pid)
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                        done = self._wait_for(ident, "status", 10)
+                    status = (done or {}).get("status")
+                    _kill_group(pid)
+                run = _read_results(results)
+                if not run.finished and not stopped_because:
+                    stopped_because = _why_it_died(status, b"")
+                run.stopped_because = stopped_because
+                run.seconds = time.monotonic() - started
+                return run
+            finally:
+                with self._arrived:
+                    self._waiting.pop(ident, None)
+                _cleanup(workdir, uid)
+                shutil.rmtree(results_dir, ignore_errors=True)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+_active_server: ForkServer | None = None
+
+
+@contextlib.contextmanager
+def fork_server() -> Iterator[ForkServer]:
+    """Within this block, :func:`run_student_code` forks its workers from a preloaded server."""
+    global _active_server
+    previous = _active_server
+    server = ForkServer()
+    _active_server = server
+    try:
+        yield server
+    finally:
+        _active_server = previous
+        server.close()

@@ -9,11 +9,14 @@ contents, at 1280 px and 390 px wide, are left in _build/screenshots/.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pickle
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urldefrag, urlsplit
+from urllib.parse import unquote, urldefrag, urlsplit
 
 import pytest
 
@@ -45,12 +48,28 @@ def server(site):
 
 
 @pytest.fixture(scope="module")
-def visit(site, server, toc) -> crawler.Crawl:
+def visit(request, site, toc) -> crawler.Crawl:
+    """The crawl of the whole site, done once per test run: under
+    pytest-xdist the first worker to need it crawls (holding a lock) and
+    the others read its result."""
     sitekit.require_chromium()
-    word = SEARCH_WORD if "book/notation" in toc else None
-    result = crawler.crawl(site, server, site.parent / "screenshots", set(toc), word)
-    print(f"\nbrowser visited {len(result.pages)} pages in {result.seconds:.1f} s")
-    return result
+    run = getattr(request.config, "workerinput", {}).get("testrunuid") or f"pid{os.getpid()}"
+    cache = site.parent / f".site-crawl-{run}.pickle"
+    with open(site.parent / ".site-crawl.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if cache.is_file():
+                return pickle.loads(cache.read_bytes())
+            for stale in site.parent.glob(".site-crawl-*.pickle"):
+                stale.unlink()
+            word = SEARCH_WORD if "book/notation" in toc else None
+            with sitekit.serve(site) as base:
+                result = crawler.crawl(site, base, site.parent / "screenshots", set(toc), word)
+            cache.write_bytes(pickle.dumps(result))
+            print(f"\nbrowser visited {len(result.pages)} pages in {result.seconds:.1f} s")
+            return result
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _report(problems: dict[str, list[str]], what: str) -> str:
@@ -124,34 +143,36 @@ def test_internal_links_answer_200_and_anchors_exist(visit, server):
     targets: dict[str, set[str]] = {}
     for r in visit.pages.values():
         for link in r.links:
-            if urlsplit(link).netloc != urlsplit(server).netloc:
+            if urlsplit(link).netloc != urlsplit(visit.base).netloc:
                 continue
             url, fragment = urldefrag(link)
+            fragment = unquote(fragment)
             targets.setdefault(url, set())
             if fragment:
                 targets[url].add(fragment)
     bad = {}
     for url in sorted(targets):
+        live = server + url[len(visit.base):]  # the crawl may have run on another worker's server
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10) as response:
+            with urllib.request.urlopen(urllib.request.Request(live, method="HEAD"), timeout=10) as response:
                 status = response.status
         except urllib.error.HTTPError as exc:
             status = exc.code
         if status != 200:
-            bad.setdefault(_name(url, server), []).append(f"HTTP {status}")
+            bad.setdefault(_name(url, visit.base), []).append(f"HTTP {status}")
             continue
         page = visit.pages.get(urlsplit(url)._replace(query="").geturl())
         if page is not None:
             missing = sorted(f for f in targets[url] if f not in page.ids)
             if missing:
-                bad.setdefault(_name(url, server), []).extend(f"no anchor #{f}" for f in missing)
+                bad.setdefault(_name(url, visit.base), []).extend(f"no anchor #{f}" for f in missing)
     assert not bad, _report(bad, "broken internal links")
 
 
-def test_navigation_reaches_every_chapter(visit, server, toc):
+def test_navigation_reaches_every_chapter(visit, toc):
     """From the home page, the sidebar reaches every page of the table of
     contents, and the "next" buttons walk through them in order."""
-    home = server + toc[0] + ".html"
+    home = visit.base + toc[0] + ".html"
     assert home in visit.pages, f"home page {toc[0]} not built"
     seen, frontier = {home}, [home]
     while frontier:
@@ -161,21 +182,21 @@ def test_navigation_reaches_every_chapter(visit, server, toc):
             if url in visit.pages and url not in seen:
                 seen.add(url)
                 frontier.append(url)
-    unreached = [name for name in toc if server + name + ".html" not in seen]
+    unreached = [name for name in toc if visit.base + name + ".html" not in seen]
     assert not unreached, f"not reachable from the sidebar navigation: {unreached}"
 
     walked, url = [], home
     while url and len(walked) <= len(toc) + 5:
-        walked.append(_name(url, server)[: -len(".html")])
+        walked.append(_name(url, visit.base)[: -len(".html")])
         url = visit.pages[url].next if url in visit.pages else None
         url = urldefrag(url)[0] if url else None
     assert walked[: len(toc)] == toc, f"'next' buttons walk {walked}, table of contents is {toc}"
 
 
-def test_index_redirects_to_the_home_page(visit, server, toc):
-    record = visit.pages.get(server + "index.html")
+def test_index_redirects_to_the_home_page(visit, toc):
+    record = visit.pages.get(visit.base + "index.html")
     assert record is not None and not record.error
-    assert record.title == visit.pages[server + toc[0] + ".html"].title
+    assert record.title == visit.pages[visit.base + toc[0] + ".html"].title
 
 
 def test_search_works_offline(visit):

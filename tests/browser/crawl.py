@@ -207,8 +207,11 @@ def crawl(site: Path, base: str, shots_dir: Path, screenshot_names: set[str], se
                 holder["record"] = record
                 pages[url] = record
                 try:
+                    redirect = 'http-equiv="refresh"' in (site / f"{name}.html").read_text(errors="replace").lower()
                     response = page.goto(url, wait_until="load")
                     record.status = response.status if response else None
+                    if redirect:  # e.g. index.html, a <meta> refresh to the home page
+                        page.wait_for_url(lambda u: u.split("#")[0] != url, wait_until="load")
                     data = page.evaluate(_INSPECT)
                     record.title = data["title"]
                     record.mathjax = data["mathjax"]
@@ -236,11 +239,9 @@ def crawl(site: Path, base: str, shots_dir: Path, screenshot_names: set[str], se
                 holder["record"] = search_record
                 page.goto(f"{base}search.html?q={search_word}", wait_until="load")
                 try:
-                    page.wait_for_selector("#search-results li, .search-summary", timeout=15_000)
                     page.wait_for_function(
-                        "() => document.querySelector('#search-results .search-summary, p.search-summary')"
-                        " && !/Searching/i.test(document.querySelector('#search-results h2, #search-results .search-summary').textContent)",
-                        timeout=15_000)
+                        "() => { const s = document.querySelector('#search-results .search-summary');"
+                        " return s && /found|did not match/i.test(s.textContent); }", timeout=20_000)
                 except Exception as exc:
                     search_record.error = f"{type(exc).__name__}: {exc}"
                 search = {"word": search_word,

@@ -1,0 +1,731 @@
+"""Hidden tests of ``train_eval``: a BatchNorm module and the re-estimation of its statistics.
+
+The reference is PyTorch itself: ``BatchNorm`` is ``torch.nn.BatchNorm1d``/``2d``
+(one class accepting 2-D, 3-D and 4-D input, built on torch's ``_BatchNorm``),
+and ``recalibrate_bn`` is torch's own procedure (``reset_running_stats()``,
+``momentum=None``, a pass in training mode under ``torch.no_grad()``).
+
+The probes are chosen so that the usual mistakes change their outputs:
+
+- batches of 2 to 5 values per channel, where the unbiased variance differs
+  from the biased one by a factor of up to 2;
+- several training steps with batches of different sizes, so that the running
+  statistics, the counter and the cumulative average (``momentum=None``) are
+  all visible, and a Keras-style momentum (the weight of the old value) shows;
+- a state dict saved with a non-zero counter, so that ``momentum=None`` must
+  continue the average from the loaded count;
+- evaluation steps between training steps, which must neither update nor count;
+- inputs that require gradients, so that running statistics that keep an
+  autograd graph show;
+- gradients of a weighted sum of the outputs in both modes.
+
+Every probe uses float64 (the module is converted with ``.double()``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from autograder.checks.core import Assignment, Mistake, Namespace, Outputs, Probe, ProbeError, raised
+from autograder.checks.core import as_array as _shared_array
+
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def as_array(value: Any) -> np.ndarray:
+    """A copy of a tensor's values: buffers updated in place later must not change it."""
+    return np.array(_shared_array(value), copy=True)
+
+# ---------------------------------------------------------------------------
+# Inputs
+
+
+def _input(seed: int, shape: tuple[int, ...], requires_grad: bool = False):
+    """A float64 batch whose channels (dimension 1) have different means and spreads."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    channels = shape[1]
+    view = (1, channels) + (1,) * (len(shape) - 2)
+    scale = 0.5 + 2.0 * torch.rand(channels, generator=generator, dtype=torch.float64)
+    offset = 3.0 * torch.randn(channels, generator=generator, dtype=torch.float64)
+    x = torch.randn(shape, generator=generator, dtype=torch.float64) * scale.view(view) + offset.view(view)
+    return x.requires_grad_(requires_grad)
+
+
+def _affine_values(seed: int, channels: int):
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    weight = 0.5 + 2.0 * torch.rand(channels, generator=generator, dtype=torch.float64)
+    bias = torch.randn(channels, generator=generator, dtype=torch.float64)
+    return weight, bias
+
+
+def _module(ns: Namespace, channels: int, options: dict[str, Any], seed: int = 0):
+    """``BatchNorm(channels, **options)`` in float64, with a non-trivial weight and bias."""
+    import torch
+
+    layer = ns["BatchNorm"](channels, **options)
+    if not isinstance(layer, torch.nn.Module):
+        raise ProbeError(f"BatchNorm(...) is a {type(layer).__name__}, not a torch.nn.Module")
+    layer = layer.double()
+    if options.get("affine", True):
+        weight, bias = _affine_values(seed + 1000, channels)
+        for name, value in (("weight", weight), ("bias", bias)):
+            parameter = getattr(layer, name, None)
+            if not isinstance(parameter, torch.nn.Parameter):
+                raise ProbeError(f"BatchNorm(...).{name} is not a torch.nn.Parameter (affine=True)")
+            with torch.no_grad():
+                parameter.copy_(value)
+    return layer
+
+
+def _options_text(channels: int, options: dict[str, Any]) -> str:
+    inner = ", ".join([str(channels)] + [f"{key}={value!r}" for key, value in options.items()])
+    return f"BatchNorm({inner})"
+
+
+def _buffers(layer: Any, suffix: str, options: dict[str, Any]) -> Outputs:
+    """The running statistics and the counter, which must exist when they are tracked."""
+    outputs: Outputs = {}
+    for name in _BUFFERS:
+        value = getattr(layer, name, None)
+        if value is None:
+            raise ProbeError(f"{_options_text(3, options).split('(')[0]}(...).{name} is None, "
+                             "but track_running_stats=True: it should be a buffer")
+        outputs[f"{name}{suffix}"] = as_array(value)
+    return outputs
+
+
+def _detached(layer: Any) -> np.ndarray:
+    tensors = [getattr(layer, name, None) for name in ("running_mean", "running_var")]
+    return np.array(all(t is None or (not t.requires_grad and t.grad_fn is None) for t in tensors))
+
+
+def _step_labels(steps: int) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for step in range(steps):
+        labels[f"out_{step}"] = f"the output of call {step + 1}"
+        for name in _BUFFERS:
+            labels[f"{name}_{step}"] = f"`{name}` after call {step + 1}"
+    labels["detached"] = "whether the running statistics are free of autograd history"
+    labels["counter_dtype"] = "the dtype of `num_batches_tracked`"
+    return labels
+
+
+# ---------------------------------------------------------------------------
+# Probes: structure and state dicts
+
+
+def _structure_probe(channels: int, options: dict[str, Any]):
+    def run(ns: Namespace) -> Outputs:
+        layer = ns["BatchNorm"](channels, **options)
+        parameters = [f"{name}{tuple(p.shape)}" for name, p in layer.named_parameters()]
+        buffers = [f"{name}{tuple(b.shape)}:{b.dtype}" for name, b in layer.named_buffers()]
+        none = [name for name in ("weight", "bias") + _BUFFERS
+                if hasattr(layer, name) and getattr(layer, name) is None]
+        outputs: Outputs = {
+            "parameters": np.array(", ".join(sorted(parameters)) or "none"),
+            "buffers": np.array(", ".join(sorted(buffers)) or "none"),
+            "state_dict_keys": np.array(", ".join(sorted(layer.state_dict())) or "none"),
+            "none_attributes": np.array(", ".join(none) or "none"),
+        }
+        for name, value in list(layer.named_parameters()) + list(layer.named_buffers()):
+            outputs[f"initial {name}"] = as_array(value).astype(np.float64)
+        return outputs
+
+    return run
+
+
+_STRUCTURE_LABELS = {
+    "parameters": "the parameters (name and shape)",
+    "buffers": "the buffers (name, shape and dtype)",
+    "state_dict_keys": "the state dict's keys",
+    "none_attributes": "the attributes that are None",
+}
+
+
+def _state_dict_from_torch_probe(seed: int):
+    """Load a state dict as torch saves it (float32, counter 7), then evaluate and train."""
+    import torch
+
+    def run(ns: Namespace) -> Outputs:
+        generator = torch.Generator().manual_seed(seed)
+        channels = 4
+        state = {
+            "weight": 0.5 + torch.rand(channels, generator=generator),
+            "bias": torch.randn(channels, generator=generator),
+            "running_mean": 2.0 * torch.randn(channels, generator=generator),
+            "running_var": 0.5 + 3.0 * torch.rand(channels, generator=generator),
+            "num_batches_tracked": torch.tensor(7, dtype=torch.long),
+        }
+        layer = ns["BatchNorm"](channels, momentum=None).double()
+        layer.load_state_dict(state, strict=True)
+        layer.eval()
+        outputs: Outputs = {"out_eval": as_array(layer(_input(seed + 1, (5, channels))))}
+        layer.train()
+        outputs["out_train"] = as_array(layer(_input(seed + 2, (3, channels, 2))))
+        outputs.update(_buffers(layer, "_after", {"momentum": None}))
+        return outputs
+
+    return run
+
+
+def _state_dict_to_torch_probe(seed: int):
+    """The state dict after two training steps: keys, dtypes and values as torch's."""
+
+    def run(ns: Namespace) -> Outputs:
+        layer = _module(ns, 3, {"momentum": 0.2}, seed).train()
+        layer(_input(seed + 1, (4, 3, 2, 2)))
+        layer(_input(seed + 2, (2, 3, 3, 1)))
+        state = layer.state_dict()
+        outputs: Outputs = {
+            "keys": np.array(", ".join(sorted(state))),
+            "dtypes": np.array(", ".join(f"{k}:{state[k].dtype}" for k in sorted(state))),
+        }
+        for key, value in state.items():
+            outputs[f"state {key}"] = as_array(value)
+        return outputs
+
+    return run
+
+
+# ---------------------------------------------------------------------------
+# Probes: training and evaluation
+
+
+def _training_probe(seed: int, shapes: list[tuple[int, ...]], options: dict[str, Any]):
+    """Several training steps; the outputs and the buffers after each."""
+
+    def run(ns: Namespace) -> Outputs:
+        channels = shapes[0][1]
+        layer = _module(ns, channels, options, seed).train()
+        tracked = options.get("track_running_stats", True)
+        outputs: Outputs = {}
+        for step, shape in enumerate(shapes):
+            out = layer(_input(seed + step + 1, shape, requires_grad=True))
+            outputs[f"out_{step}"] = as_array(out)
+            if tracked:
+                outputs.update(_buffers(layer, f"_{step}", options))
+        if tracked:
+            outputs["detached"] = _detached(layer)
+            outputs["counter_dtype"] = np.array(str(layer.num_batches_tracked.dtype))
+        return outputs
+
+    return run
+
+
+def _batch_of_one_probe(seed: int):
+    """A training batch with one value per channel raises ValueError; one example with positions does not."""
+
+    def run(ns: Namespace) -> Outputs:
+        layer = _module(ns, 3, {}, seed).train()
+        outputs: Outputs = {}
+        for key, shape in (("raised (1, 3)", (1, 3)), ("raised (1, 3, 1)", (1, 3, 1)),
+                           ("raised (1, 3, 1, 1)", (1, 3, 1, 1))):
+            try:
+                layer(_input(seed + 1, shape))
+                outputs[key] = np.array("nothing")
+            except NotImplementedError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the type is the output
+                outputs[key] = raised(error)
+        outputs["out (1, 3, 4)"] = as_array(layer(_input(seed + 2, (1, 3, 4))))
+        outputs["out (2, 3)"] = as_array(layer(_input(seed + 3, (2, 3))))
+        layer.eval()
+        outputs["eval out (1, 3)"] = as_array(layer(_input(seed + 4, (1, 3))))
+        return outputs
+
+    return run
+
+
+def _eval_probe(seed: int, schedule: list[tuple[str, tuple[int, ...]]], options: dict[str, Any]):
+    """A sequence of calls in training ("train") and evaluation ("eval") mode."""
+
+    def run(ns: Namespace) -> Outputs:
+        channels = schedule[0][1][1]
+        layer = _module(ns, channels, options, seed)
+        tracked = options.get("track_running_stats", True)
+        outputs: Outputs = {}
+        for step, (mode, shape) in enumerate(schedule):
+            layer.train(mode == "train")
+            out = layer(_input(seed + step + 1, shape, requires_grad=True))
+            outputs[f"out_{step}"] = as_array(out)
+            if tracked:
+                outputs.update(_buffers(layer, f"_{step}", options))
+        if tracked:
+            outputs["detached"] = _detached(layer)
+        return outputs
+
+    return run
+
+
+def _gradient_probe(seed: int, warmup: list[tuple[int, ...]], mode: str, shape: tuple[int, ...],
+                    options: dict[str, Any]):
+    """Gradients of sum(out * g) with respect to the input, weight and bias."""
+    import torch
+
+    def run(ns: Namespace) -> Outputs:
+        layer = _module(ns, shape[1], options, seed).train()
+        with torch.no_grad():
+            for step, warm_shape in enumerate(warmup):
+                layer(_input(seed + 100 + step, warm_shape))
+        layer.train(mode == "train")
+        x = _input(seed + 1, shape, requires_grad=True)
+        out = layer(x)
+        g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float64)
+        (out * g).sum().backward()
+        if x.grad is None:
+            raise ProbeError("no gradient reached the input: is the output computed from x with tensor operations?")
+        outputs: Outputs = {"out": as_array(out), "dx": as_array(x.grad)}
+        if options.get("affine", True):
+            for name in ("weight", "bias"):
+                grad = getattr(layer, name).grad
+                if grad is None:
+                    raise ProbeError(f"no gradient reached BatchNorm's {name}: does the output use it?")
+                outputs[f"d{name}"] = as_array(grad)
+        return outputs
+
+    return run
+
+
+_GRADIENT_LABELS = {"out": "the output", "dx": "the gradient of the input",
+                    "dweight": "the gradient of `weight`", "dbias": "the gradient of `bias`"}
+
+
+# ---------------------------------------------------------------------------
+# Probes: recalibrate_bn
+
+
+def _torch_mlp(seed: int):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(),
+                         nn.Linear(6, 5), nn.BatchNorm1d(5, momentum=0.3), nn.Tanh(),
+                         nn.Linear(5, 3)).double()
+
+
+def _torch_cnn(seed: int):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3, momentum=None), nn.ReLU(),
+                         nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, affine=False), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(16, 5), nn.BatchNorm1d(5, track_running_stats=False),
+                         nn.Linear(5, 2)).double()
+
+
+def _own_mlp(ns: Namespace, seed: int):
+    import torch
+    from torch import nn
+
+    if "BatchNorm" not in ns:
+        raise ProbeError("BatchNorm is not defined (did its cell run without errors?)")
+    BatchNorm = ns["BatchNorm"]
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 6), BatchNorm(6), nn.ReLU(),
+                         nn.Linear(6, 5), BatchNorm(5, momentum=None), nn.ReLU(),
+                         nn.Linear(5, 3)).double()
+
+
+def _norm_layers(model: Any) -> list[Any]:
+    """The layers with a running-statistics interface, in module order."""
+    return [m for m in model.modules() if hasattr(m, "track_running_stats") and hasattr(m, "momentum")]
+
+
+def _recalibrate_probe(seed: int, build: str, input_shape: tuple[int, ...], sizes: list[int], wrap: str,
+                       start_mode: str):
+    import torch
+
+    def run(ns: Namespace) -> Outputs:
+        model = {"mlp": lambda: _torch_mlp(seed), "cnn": lambda: _torch_cnn(seed),
+                 "own": lambda: _own_mlp(ns, seed)}[build]()
+        # Give the running statistics and counters a history to forget.
+        model.train()
+        with torch.no_grad():
+            for step in range(3):
+                model(_input(seed + 50 + step, (6,) + input_shape) * 2.0 + 1.0)
+        model.train(start_mode == "train")
+        parameters = {name: p.detach().clone() for name, p in model.named_parameters()}
+        momenta = [layer.momentum for layer in _norm_layers(model)]
+
+        inputs = [_input(seed + step, (size,) + input_shape) for step, size in enumerate(sizes)]
+        labels = [torch.arange(size) % 2 for size in sizes]
+        if wrap == "tensors":
+            batches: Any = inputs
+        elif wrap == "tuples":
+            batches = ((x, y) for x, y in zip(inputs, labels))  # a generator: one pass only
+        else:
+            batches = [[x, y] for x, y in zip(inputs, labels)]
+        returned = ns["recalibrate_bn"](model, batches)
+
+        outputs: Outputs = {"returns the model": np.array(returned is model)}
+        for index, layer in enumerate(_norm_layers(model)):
+            momentum = layer.momentum
+            outputs[f"layer {index} momentum"] = np.array(np.nan if momentum is None else float(momentum))
+            outputs[f"layer {index} momentum is None"] = np.array(momentum is None)
+            for name in _BUFFERS:
+                value = getattr(layer, name, None)
+                if value is not None:
+                    outputs[f"layer {index} {name}"] = as_array(value)
+        outputs["momenta restored"] = np.array(
+            [layer.momentum for layer in _norm_layers(model)] == momenta)
+        outputs["modules in training mode"] = np.array(
+            ", ".join(name or "model" for name, m in model.named_modules() if m.training) or "none")
+        outputs["parameters unchanged"] = np.array(
+            all(torch.equal(parameters[name], p.detach()) for name, p in model.named_parameters()))
+        with torch.no_grad():
+            outputs["eval output"] = as_array(model(_input(seed + 99, (5,) + input_shape)))
+        return outputs
+
+    return run
+
+
+# ---------------------------------------------------------------------------
+# The reference: PyTorch
+
+
+def reference() -> Namespace:
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    class BatchNorm(_BatchNorm):
+        """torch.nn.BatchNorm1d and BatchNorm2d in one class: (N, C), (N, C, L) or (N, C, H, W) input."""
+
+        def _check_input_dim(self, input):
+            if input.dim() not in (2, 3, 4):
+                raise ValueError(f"expected 2D, 3D or 4D input (got {input.dim()}D input)")
+
+    def recalibrate_bn(model, batches):
+        layers = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+        momenta = [layer.momentum for layer in layers]
+        for layer in layers:
+            layer.reset_running_stats()
+            layer.momentum = None
+        model.train()
+        with torch.no_grad():
+            for batch in batches:
+                model(batch[0] if isinstance(batch, (tuple, list)) else batch)
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+        return model.eval()
+
+    return {"BatchNorm": BatchNorm, "recalibrate_bn": recalibrate_bn}
+
+
+# ---------------------------------------------------------------------------
+# Known mistakes, written as a student would, to name them in feedback.
+
+
+def _scratch_batchnorm(keras_momentum: bool = False, biased_running_var: bool = False,
+                       unbiased_normalization: bool = False, detach: bool = True, count: bool = True,
+                       count_in_eval: bool = False, eval_batch_stats: bool = False,
+                       update_in_eval: bool = False, cumulative_off_by_one: bool = False,
+                       none_as_default: bool = False, eps_outside_sqrt: bool = False,
+                       error_on_one: bool = True, stats_gradient: bool = True, affine_none: bool = True,
+                       float_counter: bool = False, buffers: bool = True):
+    """A from-scratch BatchNorm with one switch flipped (with every default: correct)."""
+    import torch
+
+    class BatchNorm(torch.nn.Module):
+        def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+            super().__init__()
+            self.num_features, self.eps, self.momentum = num_features, eps, momentum
+            self.affine, self.track_running_stats = affine, track_running_stats
+            if affine:
+                self.weight = torch.nn.Parameter(torch.ones(num_features))
+                self.bias = torch.nn.Parameter(torch.zeros(num_features))
+            elif affine_none:
+                self.weight = None
+                self.bias = None
+            else:
+                self.register_buffer("weight", torch.ones(num_features))
+                self.register_buffer("bias", torch.zeros(num_features))
+            if track_running_stats:
+                counter = torch.tensor(0.0) if float_counter else torch.tensor(0, dtype=torch.long)
+                if buffers:
+                    self.register_buffer("running_mean", torch.zeros(num_features))
+                    self.register_buffer("running_var", torch.ones(num_features))
+                    self.register_buffer("num_batches_tracked", counter)
+                else:
+                    self.running_mean = torch.zeros(num_features, dtype=torch.float64)
+                    self.running_var = torch.ones(num_features, dtype=torch.float64)
+                    self.num_batches_tracked = counter
+            else:
+                self.running_mean = self.running_var = self.num_batches_tracked = None
+
+        def forward(self, x):
+            dims = [0] + list(range(2, x.dim()))
+            shape = [1, -1] + [1] * (x.dim() - 2)
+            use_batch = self.training or not self.track_running_stats or eval_batch_stats
+            update = self.track_running_stats and (self.training or update_in_eval)
+            if use_batch and error_on_one and x.numel() // x.shape[1] == 1:
+                raise ValueError("Expected more than 1 value per channel when training")
+            if self.track_running_stats and count and (self.training or count_in_eval):
+                self.num_batches_tracked += 1
+            if update:
+                if self.momentum is None and not none_as_default:
+                    t = float(self.num_batches_tracked) + (1 if cumulative_off_by_one else 0)
+                    factor = 1.0 / max(t, 1.0)
+                else:
+                    factor = 0.1 if self.momentum is None else self.momentum
+                    factor = 1.0 - factor if keras_momentum else factor
+                new_mean = x.mean(dim=dims)
+                new_var = x.var(dim=dims, unbiased=not biased_running_var)
+                if detach:
+                    new_mean, new_var = new_mean.detach(), new_var.detach()
+                self.running_mean = (1 - factor) * self.running_mean + factor * new_mean
+                self.running_var = (1 - factor) * self.running_var + factor * new_var
+            if use_batch:
+                mean = x.mean(dim=dims)
+                var = x.var(dim=dims, unbiased=unbiased_normalization)
+                if not stats_gradient:
+                    mean, var = mean.detach(), var.detach()
+            else:
+                mean, var = self.running_mean, self.running_var
+            mean, var = mean.reshape(shape), var.reshape(shape)
+            std = torch.sqrt(var) + self.eps if eps_outside_sqrt else torch.sqrt(var + self.eps)
+            out = (x - mean) / std
+            if self.weight is not None:
+                out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
+            return out
+
+    return BatchNorm
+
+
+def _batchnorm_mistake(description: str, **switches) -> Mistake:
+    return Mistake(description, {"BatchNorm": _scratch_batchnorm(**switches)})
+
+
+KERAS_MOMENTUM = _batchnorm_mistake(
+    "a Keras-style momentum: in PyTorch's convention `momentum` is the weight of the new batch, "
+    "running = (1 - momentum) * running + momentum * batch_stat", keras_momentum=True)
+BIASED_RUNNING_VAR = _batchnorm_mistake(
+    "the biased batch variance in `running_var`: the running variance is updated with the unbiased one "
+    "(n / (n - 1) times the biased variance, n values per channel)", biased_running_var=True)
+UNBIASED_NORMALIZATION = _batchnorm_mistake(
+    "normalizing with the unbiased variance: the batch is normalized with the biased one "
+    "(only the running variance uses the unbiased one)", unbiased_normalization=True)
+NOT_DETACHED = _batchnorm_mistake(
+    "running statistics that keep an autograd graph: update them from detached statistics "
+    "(or under torch.no_grad())", detach=False)
+NO_COUNTER = _batchnorm_mistake("`num_batches_tracked` not incremented in training mode", count=False)
+COUNTS_IN_EVAL = _batchnorm_mistake(
+    "`num_batches_tracked` also counting evaluation-mode calls: it counts training batches only",
+    count_in_eval=True)
+EVAL_BATCH_STATS = _batchnorm_mistake(
+    "evaluation mode normalizing with batch statistics: with track_running_stats=True it uses the "
+    "running statistics", eval_batch_stats=True)
+UPDATES_IN_EVAL = _batchnorm_mistake(
+    "running statistics updated in evaluation mode: they change only in training mode",
+    update_in_eval=True, count_in_eval=True)
+CUMULATIVE_OFF_BY_ONE = _batchnorm_mistake(
+    "momentum=None averaging with 1 / (count + 1): the counter is incremented first, then the factor "
+    "is 1 / num_batches_tracked", cumulative_off_by_one=True)
+NONE_AS_DEFAULT = _batchnorm_mistake(
+    "momentum=None treated as the default momentum: it means the cumulative average, factor "
+    "1 / num_batches_tracked", none_as_default=True)
+EPS_OUTSIDE_SQRT = _batchnorm_mistake(
+    "eps added outside the square root: the denominator is sqrt(var + eps)", eps_outside_sqrt=True)
+NO_STATS_GRADIENT = _batchnorm_mistake(
+    "the batch mean and variance detached in training mode: the gradient must flow through them "
+    "(only the running statistics are detached)", stats_gradient=False)
+AFFINE_FALSE_TENSORS = _batchnorm_mistake(
+    "affine=False keeping `weight` and `bias` tensors: torch sets both to None", affine_none=False)
+FLOAT_COUNTER = _batchnorm_mistake(
+    "a floating-point `num_batches_tracked`: it is a 0-dimensional torch.long tensor", float_counter=True)
+PLAIN_ATTRIBUTES = _batchnorm_mistake(
+    "running statistics stored as plain attributes: register them with register_buffer so that they "
+    "are in the state dict and follow .double() and .to()", buffers=False)
+NO_BATCH_OF_ONE_ERROR = _batchnorm_mistake(
+    "no error for a training batch with one value per channel: raise ValueError", error_on_one=False)
+
+_STATE_MISTAKES = (FLOAT_COUNTER, PLAIN_ATTRIBUTES, AFFINE_FALSE_TENSORS, CUMULATIVE_OFF_BY_ONE,
+                   NONE_AS_DEFAULT, KERAS_MOMENTUM, BIASED_RUNNING_VAR)
+_TRAIN_MISTAKES = (KERAS_MOMENTUM, BIASED_RUNNING_VAR, UNBIASED_NORMALIZATION, NOT_DETACHED, NO_COUNTER,
+                   CUMULATIVE_OFF_BY_ONE, NONE_AS_DEFAULT, EPS_OUTSIDE_SQRT, FLOAT_COUNTER)
+_EVAL_MISTAKES = (EVAL_BATCH_STATS, UPDATES_IN_EVAL, COUNTS_IN_EVAL, KERAS_MOMENTUM, BIASED_RUNNING_VAR,
+                  NOT_DETACHED, EPS_OUTSIDE_SQRT)
+_GRADIENT_MISTAKES = (NO_STATS_GRADIENT, UNBIASED_NORMALIZATION, EVAL_BATCH_STATS, EPS_OUTSIDE_SQRT)
+
+
+def _wrong_recalibrate(reset_counter: bool = True, cumulative: bool = True, restore: bool = True,
+                       final_eval: bool = True, train_pass: bool = True, restore_mode: bool = False,
+                       own_layers: bool = True):
+    """torch's recalibration with one step wrong."""
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    def recalibrate_bn(model, batches):
+        kinds = (_BatchNorm, torch.nn.Module) if own_layers else (_BatchNorm,)
+        layers = [m for m in model.modules() if isinstance(m, kinds) and hasattr(m, "running_mean")
+                  and hasattr(m, "momentum")]
+        momenta = [layer.momentum for layer in layers]
+        was_training = model.training
+        for layer in layers:
+            if layer.running_mean is not None:
+                layer.running_mean.zero_()
+                layer.running_var.fill_(1.0)
+                if reset_counter:
+                    layer.num_batches_tracked.zero_()
+            if cumulative:
+                layer.momentum = None
+        model.train(train_pass)
+        with torch.no_grad():
+            for batch in batches:
+                model(batch[0] if isinstance(batch, (tuple, list)) else batch)
+        if restore:
+            for layer, momentum in zip(layers, momenta):
+                layer.momentum = momentum
+        if restore_mode:
+            model.train(was_training)
+        elif final_eval:
+            model.eval()
+        return model
+
+    return recalibrate_bn
+
+
+def _recalibrate_mistake(description: str, **switches) -> Mistake:
+    return Mistake(description, {"recalibrate_bn": _wrong_recalibrate(**switches)})
+
+
+NO_RESET = _recalibrate_mistake(
+    "the counters not reset: with momentum=None the average must start afresh, so reset "
+    "`num_batches_tracked` (reset_running_stats() does) before the pass", reset_counter=False)
+KEEPS_MOMENTUM = _recalibrate_mistake(
+    "the running statistics updated with each layer's own momentum: set momentum=None during the pass "
+    "so that every batch counts equally", cumulative=False)
+MOMENTUM_NOT_RESTORED = _recalibrate_mistake(
+    "momentum left at None: restore each layer's momentum after the pass", restore=False)
+LEFT_IN_TRAINING = _recalibrate_mistake(
+    "the model left in training mode: call model.eval() at the end", final_eval=False)
+MODE_RESTORED = _recalibrate_mistake(
+    "the model's previous mode restored: the contract asks for evaluation mode afterwards", restore_mode=True)
+NO_TRAIN_PASS = _recalibrate_mistake(
+    "the pass run in evaluation mode: BatchNorm layers update their statistics only in training mode",
+    train_pass=False)
+ONLY_TORCH_LAYERS = Mistake(
+    "only torch's BatchNorm layers recalibrated: layers of your own BatchNorm class must be too",
+    {"recalibrate_bn": _wrong_recalibrate(own_layers=False), "BatchNorm": _scratch_batchnorm()})
+
+_RECALIBRATE_MISTAKES = (NO_RESET, KEEPS_MOMENTUM, MOMENTUM_NOT_RESTORED, LEFT_IN_TRAINING, MODE_RESTORED,
+                         NO_TRAIN_PASS)
+
+# ---------------------------------------------------------------------------
+
+_TRAIN_SHAPES_2D = [(4, 3), (2, 3), (5, 3)]
+_TRAIN_SHAPES_4D = [(2, 3, 2, 2), (3, 3, 1, 2), (2, 3, 3, 1)]
+_FORBIDDEN_FOR_BATCHNORM = (
+    "torch.nn.functional.batch_norm", "torch.batch_norm", "torch.native_batch_norm",
+    "torch._native_batch_norm_legit", "torch._native_batch_norm_legit_no_training",
+    "torch.cudnn_batch_norm", "torch.miopen_batch_norm",
+    "torch.nn.functional.instance_norm", "torch.instance_norm",
+    "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm3d", "torch.nn.SyncBatchNorm",
+    "torch.nn.LazyBatchNorm1d", "torch.nn.LazyBatchNorm2d", "torch.nn.LazyBatchNorm3d",
+    "torch.nn.modules.batchnorm._BatchNorm", "torch.nn.modules.batchnorm._NormBase",
+    "torch.nn.modules.batchnorm._LazyNormBase",
+    "torch.nn.InstanceNorm1d", "torch.nn.InstanceNorm2d", "torch.nn.InstanceNorm3d",
+)
+
+ASSIGNMENT = Assignment(
+    name="train_eval",
+    reference=reference,
+    tests={
+        "test_BatchNorm_structure": (
+            Probe("parameters and buffers of BatchNorm(5)", ("BatchNorm",), _structure_probe(5, {}),
+                  mistakes=_STATE_MISTAKES, labels=_STRUCTURE_LABELS),
+            Probe("parameters and buffers of BatchNorm(4, affine=False)", ("BatchNorm",),
+                  _structure_probe(4, {"affine": False}), mistakes=_STATE_MISTAKES, labels=_STRUCTURE_LABELS),
+            Probe("parameters and buffers of BatchNorm(3, track_running_stats=False)", ("BatchNorm",),
+                  _structure_probe(3, {"track_running_stats": False}), mistakes=_STATE_MISTAKES,
+                  labels=_STRUCTURE_LABELS),
+            Probe("loading a state dict saved by torch (counter at 7), then evaluating and training with "
+                  "momentum=None", ("BatchNorm",), _state_dict_from_torch_probe(10), mistakes=_STATE_MISTAKES),
+            Probe("the state dict after two training steps, as torch would load it", ("BatchNorm",),
+                  _state_dict_to_torch_probe(20), mistakes=_STATE_MISTAKES),
+        ),
+        "test_BatchNorm_train": (
+            Probe("three training steps on (N, 3) batches of 4, 2 and 5", ("BatchNorm",),
+                  _training_probe(30, _TRAIN_SHAPES_2D, {}), mistakes=_TRAIN_MISTAKES,
+                  labels=_step_labels(3)),
+            Probe("three training steps on (N, 3, L) batches with momentum=0.3 and eps=0.1", ("BatchNorm",),
+                  _training_probe(31, [(2, 3, 2), (3, 3, 1), (1, 3, 4)], {"momentum": 0.3, "eps": 0.1}),
+                  mistakes=_TRAIN_MISTAKES, labels=_step_labels(3)),
+            Probe("three training steps on (N, 3, H, W) batches", ("BatchNorm",),
+                  _training_probe(32, _TRAIN_SHAPES_4D, {}), mistakes=_TRAIN_MISTAKES, labels=_step_labels(3)),
+            Probe("four training steps with momentum=None (the cumulative average)", ("BatchNorm",),
+                  _training_probe(33, [(3, 2), (2, 2), (6, 2), (2, 2)], {"momentum": None}),
+                  mistakes=_TRAIN_MISTAKES, labels=_step_labels(4)),
+            Probe("training steps with affine=False", ("BatchNorm",),
+                  _training_probe(34, [(3, 4, 2), (2, 4, 2)], {"affine": False}),
+                  mistakes=_TRAIN_MISTAKES, labels=_step_labels(2)),
+            Probe("training steps with track_running_stats=False", ("BatchNorm",),
+                  _training_probe(35, [(3, 4), (2, 4, 3, 1)], {"track_running_stats": False}),
+                  mistakes=_TRAIN_MISTAKES, labels=_step_labels(2)),
+            Probe("training batches with a single value per channel", ("BatchNorm",), _batch_of_one_probe(36),
+                  mistakes=(NO_BATCH_OF_ONE_ERROR,)),
+        ),
+        "test_BatchNorm_eval": (
+            Probe("evaluation mode before any training step", ("BatchNorm",),
+                  _eval_probe(40, [("eval", (3, 4)), ("eval", (1, 4))], {}),
+                  mistakes=_EVAL_MISTAKES, labels=_step_labels(2)),
+            Probe("training, evaluation, training, evaluation on (N, 3) batches", ("BatchNorm",),
+                  _eval_probe(41, [("train", (4, 3)), ("train", (2, 3)), ("eval", (3, 3)), ("eval", (1, 3)),
+                                   ("train", (3, 3)), ("eval", (2, 3))], {}),
+                  mistakes=_EVAL_MISTAKES, labels=_step_labels(6)),
+            Probe("training and evaluation on (N, 2, H, W) batches with momentum=0.5 and eps=0.01",
+                  ("BatchNorm",),
+                  _eval_probe(42, [("train", (2, 2, 2, 3)), ("eval", (3, 2, 2, 2)), ("train", (1, 2, 3, 2)),
+                                   ("eval", (1, 2, 1, 1))], {"momentum": 0.5, "eps": 0.01}),
+                  mistakes=_EVAL_MISTAKES, labels=_step_labels(4)),
+            Probe("training and evaluation with momentum=None on (N, 3, L) batches", ("BatchNorm",),
+                  _eval_probe(43, [("train", (2, 3, 2)), ("eval", (2, 3, 2)), ("train", (3, 3, 1)),
+                                   ("eval", (1, 3, 3))], {"momentum": None}),
+                  mistakes=_EVAL_MISTAKES, labels=_step_labels(4)),
+            Probe("evaluation mode with track_running_stats=False (batch statistics)", ("BatchNorm",),
+                  _eval_probe(44, [("train", (3, 3)), ("eval", (4, 3)), ("eval", (2, 3, 2, 2))],
+                              {"track_running_stats": False}),
+                  mistakes=_EVAL_MISTAKES, labels=_step_labels(3)),
+        ),
+        "test_BatchNorm_gradients": (
+            Probe("gradients in training mode, (N, C) batch of 3", ("BatchNorm",),
+                  _gradient_probe(50, [], "train", (3, 4), {}), mistakes=_GRADIENT_MISTAKES,
+                  labels=_GRADIENT_LABELS),
+            Probe("gradients in training mode, (N, C, H, W) batch", ("BatchNorm",),
+                  _gradient_probe(51, [], "train", (2, 3, 2, 2), {"eps": 0.1}), mistakes=_GRADIENT_MISTAKES,
+                  labels=_GRADIENT_LABELS),
+            Probe("gradients in evaluation mode after two training steps", ("BatchNorm",),
+                  _gradient_probe(52, [(4, 3, 2), (2, 3, 2)], "eval", (3, 3, 2), {}),
+                  mistakes=_GRADIENT_MISTAKES, labels=_GRADIENT_LABELS),
+            Probe("gradients with affine=False in training mode", ("BatchNorm",),
+                  _gradient_probe(53, [], "train", (2, 3, 3), {"affine": False}), mistakes=_GRADIENT_MISTAKES,
+                  labels=_GRADIENT_LABELS),
+            Probe("gradients in evaluation mode with track_running_stats=False", ("BatchNorm",),
+                  _gradient_probe(54, [(3, 2)], "eval", (4, 2), {"track_running_stats": False}),
+                  mistakes=_GRADIENT_MISTAKES, labels=_GRADIENT_LABELS),
+        ),
+        "test_recalibrate_bn": (
+            Probe("an MLP with torch's BatchNorm1d layers, batches given as a list of tensors",
+                  ("recalibrate_bn",), _recalibrate_probe(60, "mlp", (4,), [8, 3, 5, 2], "tensors", "eval"),
+                  mistakes=_RECALIBRATE_MISTAKES),
+            Probe("a CNN with BatchNorm2d and BatchNorm1d layers (momentum=None, affine=False, "
+                  "track_running_stats=False), batches given as (input, label) tuples by a generator",
+                  ("recalibrate_bn",), _recalibrate_probe(61, "cnn", (2, 4, 4), [3, 2, 4], "tuples", "train"),
+                  mistakes=_RECALIBRATE_MISTAKES),
+            Probe("an MLP built from your own BatchNorm, batches given as [input, label] lists",
+                  ("recalibrate_bn",), _recalibrate_probe(62, "own", (4,), [4, 6, 2], "lists", "train"),
+                  mistakes=_RECALIBRATE_MISTAKES + (ONLY_TORCH_LAYERS,)),
+        ),
+    },
+    forbidden={
+        "BatchNorm": _FORBIDDEN_FOR_BATCHNORM,
+        "recalibrate_bn": ("torch.optim.swa_utils.update_bn",),
+    },
+)

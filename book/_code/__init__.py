@@ -1,0 +1,1 @@
+"""Helpers shared by the chapters (imported after adding book/ to sys.path)."""

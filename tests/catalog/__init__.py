@@ -1,0 +1,20 @@
+"""Plausible wrong implementations, one module per assignment.
+
+Each module defines ``WRONG: list[WrongImplementation]``. A wrong implementation
+replaces the answer cell of one graded name in the source notebook; the test
+``tests/test_catalog.py`` grades the result through the real grader and
+requires it to lose points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WrongImplementation:
+    """The full source of an answer cell that contains one plausible mistake."""
+
+    name: str  # what the mistake is, as a test id
+    target: str  # the grade id of the answer cell it replaces (the graded name)
+    source: str
