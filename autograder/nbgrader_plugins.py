@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jupyter_core.utils import run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor as Preprocessor
 from nbgrader.preprocessors import Execute
@@ -31,6 +32,8 @@ from autograder.sandbox import Limits
 from autograder.verdicts import Verdict
 
 import os
+import shutil
+from pathlib import Path
 
 #: The course's nbconvert templates (the offline feedback page).
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -106,17 +109,80 @@ def apply_verdicts(nb: NotebookNode, verdicts: dict[str, Verdict]) -> None:
 
 
 class ExecuteAndVerify(Execute):
-    """nbgrader's Execute, then the sandboxed hidden tests decide every test cell."""
+    """nbgrader's Execute in a confined kernel, then the sandboxed hidden tests decide every test cell.
+
+    The kernel gets the sandbox's limits too: its own empty working folder
+    (with copies of the assignment's data files), an address-space and a CPU
+    time limit and, when nbgrader runs as root, an unprivileged user id and
+    private mounts (it cannot write to the course, read the solutions or the
+    gradebook, or touch another submission). It keeps the network, which it
+    needs to talk to nbgrader. A kernel that dies or hangs costs only its
+    own outputs: the grade comes from the sandboxed run.
+    """
 
     cell_seconds = Float(60.0, help="Time limit for one cell or check in the sandbox.").tag(config=True)
     notebook_seconds = Float(300.0, help="Time limit for the whole sandboxed run.").tag(config=True)
     memory_megabytes = Integer(4096, help="Memory limit of the sandboxed run.").tag(config=True)
 
+    _kernel_uid: int | None = None
+    _kernel_dir: str = ""
+
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        if self._kernel_dir:
+            km.connection_file = os.path.join(self._kernel_dir, "connection.json")
+        return km
+
+    async def async_start_new_kernel(self, **kwargs: Any) -> None:
+        if self._kernel_dir:
+            from autograder.worker import confine
+
+            workdir = os.path.join(self._kernel_dir, "work")
+            source = kwargs.get("cwd") or self.resources.get("metadata", {}).get("path")
+            if source and os.path.isdir(source):
+                for name in os.listdir(source):
+                    path = os.path.join(source, name)
+                    if os.path.isfile(path) and not name.endswith(".ipynb"):
+                        shutil.copy(path, workdir)
+            uid, kernel_dir = self._kernel_uid, self._kernel_dir
+            memory, seconds = self.memory_megabytes * 1024**2, self.notebook_seconds
+
+            def limit() -> None:
+                connection = os.path.join(kernel_dir, "connection.json")
+                if uid is not None and os.path.exists(connection):
+                    os.chown(connection, uid, uid)
+                confine(workdir, uid, memory, seconds, relative_memory=False, network=True, keep=(kernel_dir,))
+
+            kwargs["cwd"] = workdir
+            kwargs["preexec_fn"] = limit
+            kwargs["env"] = {**os.environ, "HOME": workdir, "TMPDIR": workdir, "MPLCONFIGDIR": workdir,
+                             "IPYTHONDIR": os.path.join(workdir, ".ipython"), "MPLBACKEND": "Agg"}
+        return await super().async_start_new_kernel(**kwargs)
+
+    # nbclient binds the synchronous wrapper to its own coroutine: rebind it to ours.
+    start_new_kernel = run_sync(async_start_new_kernel)
+
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        try:
-            nb, resources = super().preprocess(nb, resources)
-        except Exception as error:  # a dead or hung kernel must not stop the grading
-            self.log.warning("Kernel execution stopped early: %s", error)
+        import tempfile
+
+        from autograder.sandbox import _cleanup, _sandbox_uid
+
+        with _sandbox_uid() as uid:
+            self._kernel_uid = uid
+            self._kernel_dir = tempfile.mkdtemp(prefix="bn-kernel-")
+            workdir = os.path.join(self._kernel_dir, "work")
+            os.mkdir(workdir)
+            os.chmod(self._kernel_dir, 0o711)
+            if uid is not None:
+                os.chown(workdir, uid, uid)
+            os.chmod(workdir, 0o700)
+            try:
+                nb, resources = super().preprocess(nb, resources)
+            except Exception as error:  # a dead or hung kernel must not stop the grading
+                self.log.warning("Kernel execution stopped early: %s", error)
+            finally:
+                _cleanup(Path(self._kernel_dir), uid)
+                self._kernel_dir = ""
         assignment = resources.get("nbgrader", {}).get("assignment")
         if assignment in ASSIGNMENT_IDS:
             limits = Limits(self.cell_seconds, self.notebook_seconds, self.memory_megabytes * 1024**2)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder.checks import load_assignment
-from autograder.grading import is_test_cell, static_violations, student_code, test_cell_ids
+from autograder.grading import is_test_cell, static_violations, student_code
 from autograder.intake import Entry, collect
 from autograder.sandbox import CellRun, Limits, WorkerRun, fork_server, run_student_code
 from autograder.verdicts import StudentResult, Verdict, reference_outputs, verdict
@@ -122,11 +122,24 @@ def sanitize(notebook: dict, protected: dict[str, dict]) -> dict:
 def grade_cells(notebook: dict, assignment: str, limits: Limits) -> GradedNotebook:
     """Run and judge one (sanitized) notebook: the same steps as :func:`autograder.grading.grade_notebook`."""
     spec = load_assignment(assignment)
-    present = set(test_cell_ids(notebook))
-    grade_ids = [grade_id for grade_id in spec.tests if grade_id in present]
+    # Test cells in notebook order, each with the number of code cells before it.
+    where: dict[str, int] = {}
+    code_cells = 0
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        if is_test_cell(cell):
+            grade_id = (cell.get("metadata", {}).get("nbgrader", {}) or {}).get("grade_id", "")
+            if grade_id in spec.tests and grade_id not in where:
+                where[grade_id] = code_cells
+        else:
+            code_cells += 1
+    grade_ids = sorted(where, key=lambda g: where[g])
     cells = student_code(notebook)
     probes = [(grade_id, index) for grade_id in grade_ids for index in range(len(spec.tests[grade_id]))]
-    run = run_student_code(assignment, cells, probes, limits) if probes or cells else WorkerRun(finished=True)
+    positions = [where[grade_id] for grade_id, _ in probes]
+    run = (run_student_code(assignment, cells, probes, limits, positions) if probes or cells
+           else WorkerRun(finished=True))
     violations = static_violations(assignment, cells)
     verdicts: dict[str, Verdict] = {}
     number = 0
@@ -339,6 +352,9 @@ def _record(course: Course, api: Any, entry: Entry, graded: dict[str, GradedNote
         outcome.seconds += result.seconds
         if result.stopped_because:
             outcome.reasons.append(f"{name}: stopped early: {result.stopped_because}")
+        for index, cell in sorted(result.cells.items()):
+            if cell.error.startswith(("timed out", "MemoryError")):
+                outcome.reasons.append(f"{name}: code cell {index + 1}: {cell.error}")
     try:
         if entry.notebooks and graded:
             answer = api.autograde(course.assignment, entry.student, force=True, create=True)

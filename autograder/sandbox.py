@@ -81,6 +81,7 @@ class WorkerRun:
     finished: bool = False
     stopped_because: str = ""
     seconds: float = 0.0
+    tampered: str = ""
 
 
 @contextlib.contextmanager
@@ -128,27 +129,43 @@ def _prepare_dirs(uid: int | None) -> tuple[Path, Path, Path]:
     return workdir, results_dir, results
 
 
-def _spec(assignment: str, cells: list[str], probes: list[tuple[str, int]], limits: Limits) -> dict:
+def _spec(assignment: str, cells: list[str], probes: list[tuple[str, int]], limits: Limits,
+          positions: list[int] | None) -> dict:
     return {"assignment": assignment, "cells": cells, "probes": [list(p) for p in probes],
-            "cell_seconds": limits.cell_seconds}
+            "cell_seconds": limits.cell_seconds, "positions": positions}
+
+
+def _expected(spec: dict) -> list[tuple[str, int]]:
+    """The only order in which the worker reports cells and probes (see :func:`autograder.worker.main`)."""
+    cells, probes = len(spec["cells"]), len(spec["probes"])
+    schedule = spec.get("positions") or [cells] * probes
+    order: list[tuple[str, int]] = []
+    number = 0
+    for done in range(cells + 1):
+        while number < probes and (schedule[number] <= done or done == cells):
+            order.append(("probe", number))
+            number += 1
+        if done < cells:
+            order.append(("cell", done))
+    return order
 
 
 def run_student_code(assignment: str, cells: list[str], probes: list[tuple[str, int]],
-                     limits: Limits) -> WorkerRun:
-    """Execute ``cells`` then ``probes`` in a confined worker; return what it produced."""
+                     limits: Limits, positions: list[int] | None = None) -> WorkerRun:
+    """Execute ``cells`` and ``probes`` in a confined worker; return what it produced.
+
+    ``positions[k]`` (non-decreasing) is the number of cells that run before
+    probe ``k``; by default every probe runs after the last cell.
+    """
+    spec = _spec(assignment, cells, probes, limits, positions)
     server = _active_server
     if server is not None:
-        return server.run(assignment, cells, probes, limits)
-    return _run_spawned(assignment, cells, probes, limits)
-
-
-def _run_spawned(assignment: str, cells: list[str], probes: list[tuple[str, int]], limits: Limits) -> WorkerRun:
+        return server.run(spec, limits)
     with _sandbox_uid() as uid:
-        return _spawn_as(uid, assignment, cells, probes, limits)
+        return _spawn_as(uid, spec, limits)
 
 
-def _spawn_as(uid: int | None, assignment: str, cells: list[str], probes: list[tuple[str, int]],
-              limits: Limits) -> WorkerRun:
+def _spawn_as(uid: int | None, spec: dict, limits: Limits) -> WorkerRun:
     from autograder.worker import confine, environment
 
     workdir, results_dir, results = _prepare_dirs(uid)
@@ -169,7 +186,7 @@ def _spawn_as(uid: int | None, assignment: str, cells: list[str], probes: list[t
         os.close(fd)
         fd = -1
         stopped_because = ""
-        payload = json.dumps(_spec(assignment, cells, probes, limits)).encode("utf-8")
+        payload = json.dumps(spec).encode("utf-8")
         try:
             _, stderr = process.communicate(payload, timeout=limits.notebook_seconds)
         except subprocess.TimeoutExpired:
@@ -179,7 +196,7 @@ def _spawn_as(uid: int | None, assignment: str, cells: list[str], probes: list[t
             stopped_because = f"the notebook ran for more than {limits.notebook_seconds:g} s and was stopped"
         _kill_group(process.pid)  # anything the student left running in the background
         process.wait()
-        run = _read_results(results)
+        run = _read_results(results, _expected(spec))
         if not run.finished and not stopped_because:
             stopped_because = _why_it_died(process.returncode, stderr or b"")
         run.stopped_because = stopped_because
@@ -230,24 +247,50 @@ def _why_it_died(returncode: int | None, stderr: bytes) -> str:
     return f"the notebook's process exited early (exit code {returncode})"
 
 
-def _read_results(results: Path) -> WorkerRun:
+def _read_results(results: Path, expected: list[tuple[str, int]]) -> WorkerRun:
+    """Parse the worker's events, checking that they come in the only order the worker writes them.
+
+    The worker writes ``started``, then one event per cell and per probe in
+    the order ``expected`` (fixed by the spec), then ``finished``. Anything
+    else (an event out of turn or twice, an unknown event, a line that is not
+    JSON) can only come from the student's code writing to the results
+    descriptor: the run then earns nothing.
+    """
     run = WorkerRun()
     if not results.exists():
         return run
-    seen_probes: set[int] = set()
+    position, started = 0, False
+
+    def tamper(why: str) -> WorkerRun:
+        return WorkerRun(cells=run.cells, tampered=why,
+                         stopped_because=f"the results of this notebook were tampered with ({why})")
+
     for line in results.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             event = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            return tamper("a malformed result line")
         if not isinstance(event, dict):
-            continue
+            return tamper("a malformed result line")
         kind = event.get("event")
         try:
-            if kind == "finished":
+            if run.finished:
+                return tamper("an event after the end")
+            if kind == "started":
+                if started:
+                    return tamper("started twice")
+                started = True
+            elif not started:
+                return tamper("an event before the start")
+            elif kind == "finished":
+                if position != len(expected):
+                    return tamper("the end reported early")
                 run.finished = True
             elif kind == "cell":
                 index = int(event.get("index", -1))
+                if position >= len(expected) or expected[position] != ("cell", index):
+                    return tamper("a cell reported out of turn")
+                position += 1
                 cell = CellRun(output=str(event.get("output", "")))
                 if not event.get("ok"):
                     cell.error = str(event.get("error", ""))
@@ -256,9 +299,9 @@ def _read_results(results: Path) -> WorkerRun:
                 run.cells[index] = cell
             elif kind == "probe":
                 number = int(event.get("number", -1))
-                if number in seen_probes:
-                    continue  # only the first report of a probe counts
-                seen_probes.add(number)
+                if position >= len(expected) or expected[position] != ("probe", number):
+                    return tamper("a check reported out of turn")
+                position += 1
                 if event.get("ok"):
                     outputs = _load_outputs(str(event.get("npz", "")))
                     if outputs is None:
@@ -269,8 +312,10 @@ def _read_results(results: Path) -> WorkerRun:
                     run.probe_errors[number] = str(event.get("error", "failed"))
                     if event.get("forbidden"):
                         run.forbidden_calls[number] = str(event["forbidden"])
+            else:
+                return tamper("an unknown event")
         except (TypeError, ValueError):
-            continue
+            return tamper("a malformed result line")
     return run
 
 
@@ -333,13 +378,13 @@ class ForkServer:
                 self._arrived.wait(remaining)
             return self._waiting[ident]
 
-    def run(self, assignment: str, cells: list[str], probes: list[tuple[str, int]], limits: Limits) -> WorkerRun:
+    def run(self, spec: dict, limits: Limits) -> WorkerRun:
         with _sandbox_uid() as uid:
             workdir, results_dir, results = _prepare_dirs(uid)
             started = time.monotonic()
             ident = f"run-{next(self._ids)}"
             try:
-                request = {"id": ident, "spec": _spec(assignment, cells, probes, limits), "results": str(results),
+                request = {"id": ident, "spec": spec, "results": str(results),
                            "workdir": str(workdir), "uid": uid, "memory_bytes": limits.memory_bytes,
                            "cpu_seconds": limits.notebook_seconds}
                 with self._lock:
@@ -361,7 +406,7 @@ class ForkServer:
                         done = self._wait_for(ident, "status", 10)
                     status = (done or {}).get("status")
                     _kill_group(pid)
-                run = _read_results(results)
+                run = _read_results(results, _expected(spec))
                 if not run.finished and not stopped_because:
                     stopped_because = _why_it_died(status, b"")
                 run.stopped_because = stopped_because

@@ -130,7 +130,7 @@ def _blocked_ancestors() -> dict[str, set[str]]:
     return blocked
 
 
-def isolate_filesystem(workdir: str, root: str) -> None:
+def isolate_filesystem(workdir: str, root: str, keep: tuple[str, ...] = ()) -> None:
     """Private mounts: fresh temp folders, the course's private files hidden (root only).
 
     The working directory is kept at its path; ``/tmp``, ``/var/tmp`` and
@@ -142,7 +142,7 @@ def isolate_filesystem(workdir: str, root: str) -> None:
     if libc.unshare(CLONE_NEWNS) != 0:
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    keep = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+    kept = {path: os.open(path, os.O_RDONLY | os.O_DIRECTORY) for path in (workdir, *keep)}
     for blocked, names in sorted(_blocked_ancestors().items()):
         fds = {name: os.open(os.path.join(blocked, name), os.O_RDONLY) for name in names}
         _mount("tmpfs", blocked, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
@@ -154,21 +154,28 @@ def isolate_filesystem(workdir: str, root: str) -> None:
                 open(target, "w").close()
             _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
             os.close(fd)
+    tmp_dirs = [tmp for tmp in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(tmp) and not os.path.islink(tmp)]
+    # The course and the interpreter may themselves live in a temp folder: keep them.
+    for path in (root, sys.prefix, sys.base_prefix):
+        real = os.path.realpath(path)
+        if any(real == tmp or real.startswith(tmp + "/") for tmp in tmp_dirs) and real not in kept:
+            kept[real] = os.open(real, os.O_RDONLY | os.O_DIRECTORY)
+    for tmp in tmp_dirs:
+        _mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=256m")
+    for path, fd in sorted(kept.items()):
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        os.close(fd)
     for name in HIDDEN:
         path = os.path.join(root, name)
         if os.path.isdir(path):
             _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "mode=0755,size=4k")
         elif os.path.exists(path):
             _mount("/dev/null", path, None, MS_BIND)
-    for tmp in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(tmp) and not os.path.islink(tmp):
-            _mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=256m")
-    os.makedirs(workdir, exist_ok=True)
-    _mount(f"/proc/self/fd/{keep}", workdir, None, MS_BIND)
-    os.close(keep)
 
 
-def confine(workdir: str, uid: int | None, memory_bytes: int, cpu_seconds: float, relative_memory: bool) -> None:
+def confine(workdir: str, uid: int | None, memory_bytes: int, cpu_seconds: float, relative_memory: bool,
+            network: bool = False, keep: tuple[str, ...] = ()) -> None:
     """Limit this process before it runs student code.
 
     New session (so the grader can kill everything it starts), address-space
@@ -177,13 +184,16 @@ def confine(workdir: str, uid: int | None, memory_bytes: int, cpu_seconds: float
     no core files. As root also: a private network namespace with no
     interface up, private mounts (:func:`isolate_filesystem`) and an
     unprivileged ``uid`` that owns nothing but ``workdir``. Then ``workdir``
-    becomes the working directory.
+    becomes the working directory. (``network=True`` keeps the network, for a
+    Jupyter kernel that talks to nbgrader over localhost; ``keep`` are more
+    folders that stay visible.)
     """
-    os.setsid()
+    with contextlib.suppress(PermissionError):
+        os.setsid()
     if os.geteuid() == 0 and uid is not None:
-        if _c().unshare(CLONE_NEWNET) != 0:
+        if not network and _c().unshare(CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
-        isolate_filesystem(workdir, str(Path(__file__).resolve().parent.parent))
+        isolate_filesystem(workdir, str(Path(__file__).resolve().parent.parent), keep)
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
@@ -326,6 +336,40 @@ def _captured(stream: io.StringIO) -> str:
     return text
 
 
+def _run_probe(events: _Events, assignment: Any, number: int, probe: Any, namespace: dict[str, Any],
+               student_output: io.StringIO, cell_seconds: float, ProbeError: type, as_outputs: Any) -> None:
+    missing = [name for name in probe.targets if name not in namespace]
+    if missing:
+        events.write(event="probe", number=number, ok=False,
+                     error=f"{', '.join(missing)} is not defined (did its cell run without errors?)")
+        return
+    forbidden = sorted({name for target in probe.targets for name in assignment.forbidden.get(target, ())})
+    try:
+        signal.setitimer(signal.ITIMER_REAL, cell_seconds)
+        with _tripwires(forbidden), contextlib.redirect_stdout(student_output), \
+                contextlib.redirect_stderr(student_output):
+            outputs = as_outputs(probe.run(namespace))
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        events.write(event="probe", number=number, ok=True, npz=_npz_text(outputs))
+    except CellTimeout:
+        events.write(event="probe", number=number, ok=False, error=f"timed out after {cell_seconds:g} s")
+    except ForbiddenCall as error:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        events.write(event="probe", number=number, ok=False, forbidden=str(error),
+                     error=f"calls {error}, the library's own version of this exercise: no credit")
+    except ProbeError as error:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        events.write(event="probe", number=number, ok=False, error=str(error))
+    except NotImplementedError:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        events.write(event="probe", number=number, ok=False,
+                     error=f"{probe.targets[-1]} is not implemented yet (it raises NotImplementedError)")
+    except BaseException as error:  # noqa: BLE001 - student code may raise anything
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        events.write(event="probe", number=number, ok=False, error="raised " + _error_text(error))
+    _captured(student_output)
+
+
 def main(spec: dict[str, Any], out_fd: int) -> None:
     events = _Events(out_fd)
 
@@ -341,6 +385,21 @@ def main(spec: dict[str, Any], out_fd: int) -> None:
 
     namespace: dict[str, Any] = {"__name__": "__main__", "get_ipython": _Magics, "display": print}
     student_output = io.StringIO()
+    probes = spec["probes"]
+    # Each test cell's probes run where the test cell sits (after the code cells
+    # before it), so a notebook that dies later keeps the points earned so far.
+    schedule = [int(p) for p in spec.get("positions") or [len(spec["cells"])] * len(probes)]
+    next_probe = 0
+
+    def probes_up_to(cells_done: int) -> None:
+        nonlocal next_probe
+        while next_probe < len(probes) and schedule[next_probe] <= cells_done:
+            grade_id, index = probes[next_probe]
+            _run_probe(events, assignment, next_probe, assignment.probe(grade_id, index), namespace,
+                       student_output, cell_seconds, ProbeError, as_outputs)
+            next_probe += 1
+
+    probes_up_to(0)
     for index, source in enumerate(spec["cells"]):
         try:
             code = compile(_transform(source), f"<cell {index}>", "exec")
@@ -356,39 +415,8 @@ def main(spec: dict[str, Any], out_fd: int) -> None:
             signal.setitimer(signal.ITIMER_REAL, 0)
             events.write(event="cell", index=index, ok=False, output=_captured(student_output),
                          error=_error_text(error), traceback=_student_traceback(error))
-
-    for number, (grade_id, index) in enumerate(spec["probes"]):
-        probe = assignment.probe(grade_id, index)
-        missing = [name for name in probe.targets if name not in namespace]
-        if missing:
-            events.write(event="probe", number=number, ok=False,
-                         error=f"{', '.join(missing)} is not defined (did its cell run without errors?)")
-            continue
-        forbidden = sorted({name for target in probe.targets for name in assignment.forbidden.get(target, ())})
-        try:
-            signal.setitimer(signal.ITIMER_REAL, cell_seconds)
-            with _tripwires(forbidden), contextlib.redirect_stdout(student_output), \
-                    contextlib.redirect_stderr(student_output):
-                outputs = as_outputs(probe.run(namespace))
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            events.write(event="probe", number=number, ok=True, npz=_npz_text(outputs))
-        except CellTimeout:
-            events.write(event="probe", number=number, ok=False, error=f"timed out after {cell_seconds:g} s")
-        except ForbiddenCall as error:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            events.write(event="probe", number=number, ok=False, forbidden=str(error),
-                         error=f"calls {error}, the library's own version of this exercise: no credit")
-        except ProbeError as error:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            events.write(event="probe", number=number, ok=False, error=str(error))
-        except NotImplementedError:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            events.write(event="probe", number=number, ok=False,
-                         error=f"{probe.targets[-1]} is not implemented yet (it raises NotImplementedError)")
-        except BaseException as error:  # noqa: BLE001 - student code may raise anything
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            events.write(event="probe", number=number, ok=False, error="raised " + _error_text(error))
-        _captured(student_output)
+        probes_up_to(index + 1)
+    probes_up_to(len(spec["cells"]) + len(probes))
     events.write(event="finished")
 
 

@@ -27,6 +27,10 @@ from browser import sitekit  # noqa: E402
 
 pytest.importorskip("playwright.sync_api", reason="playwright is in requirements.txt")
 
+# Under pytest-xdist with --dist loadgroup, the whole module runs on one
+# worker (with --dist load the crawl is still shared, see `visit`).
+pytestmark = pytest.mark.xdist_group("site_browser")
+
 # A word the search must find: the notation page defines it.
 SEARCH_WORD = "momentum"
 

@@ -368,7 +368,7 @@ def _recalibrate_probe(seed: int, build: str, input_shape: tuple[int, ...], size
         outputs: Outputs = {"returns the model": np.array(returned is model)}
         for index, layer in enumerate(_norm_layers(model)):
             momentum = layer.momentum
-            outputs[f"layer {index} momentum"] = np.array(np.nan if momentum is None else float(momentum))
+            outputs[f"layer {index} momentum"] = np.array(-1.0 if momentum is None else float(momentum))
             outputs[f"layer {index} momentum is None"] = np.array(momentum is None)
             for name in _BUFFERS:
                 value = getattr(layer, name, None)
@@ -464,7 +464,8 @@ def _scratch_batchnorm(keras_momentum: bool = False, biased_running_var: bool = 
             dims = [0] + list(range(2, x.dim()))
             shape = [1, -1] + [1] * (x.dim() - 2)
             use_batch = self.training or not self.track_running_stats or eval_batch_stats
-            update = self.track_running_stats and (self.training or update_in_eval)
+            update = (self.track_running_stats and (self.training or update_in_eval)
+                      and x.numel() // x.shape[1] > 1)
             if use_batch and error_on_one and x.numel() // x.shape[1] == 1:
                 raise ValueError("Expected more than 1 value per channel when training")
             if self.track_running_stats and count and (self.training or count_in_eval):

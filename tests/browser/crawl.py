@@ -74,20 +74,29 @@ _OVERFLOW = r"""
 () => {
   const width = document.documentElement.clientWidth;
   const scrolls = (el) => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX);
-  const out = [];
   const content = document.querySelector('article') || document.querySelector('main') || document.body;
-  for (const el of content.querySelectorAll('mjx-container[display="true"], table, pre, img, figure, .cell_output, .admonition, dl, iframe')) {
+  const out = [];
+  const describe = (el) => {
+    const cls = typeof el.className === 'string' && el.className.trim() ? '.' + el.className.trim().split(/\s+/)[0] : '';
+    const text = (el.textContent || '').trim().replace(/\s+/g, ' ').slice(0, 60);
+    return `${el.tagName.toLowerCase()}${cls} "${text}"`;
+  };
+  // Elements that stick out of the viewport and are not inside a box that
+  // scrolls sideways (a scroll box that itself fits is fine).
+  const offenders = new Set();
+  for (const el of content.querySelectorAll('*')) {
+    if (el.closest('mjx-container') && el.tagName !== 'MJX-CONTAINER') continue;
     const rect = el.getBoundingClientRect();
-    if (rect.width === 0 && rect.height === 0) continue;
-    let box = el, clipped = false;
-    for (let a = el; a && a !== document.body; a = a.parentElement) {
-      if (scrolls(a)) { box = a; clipped = true; break; }
+    if (rect.width === 0 || rect.height === 0) continue;
+    if (rect.right <= width + 1 && rect.left >= -1) continue;
+    let inScrollBox = false;
+    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+      if (scrolls(a)) { inScrollBox = true; break; }
     }
-    const r = box.getBoundingClientRect();
-    if (r.right > width + 1 || r.left < -1) {
-      out.push(`${el.tagName.toLowerCase()}${el.className && typeof el.className === 'string' ? '.' + el.className.split(' ')[0] : ''}` +
-               ` spans ${Math.round(r.left)}..${Math.round(r.right)} px (viewport ${width})` + (clipped ? ' in its scroll box' : ''));
-    }
+    if (inScrollBox) continue;
+    if (el.parentElement && offenders.has(el.parentElement)) { offenders.add(el); continue; }
+    offenders.add(el);
+    out.push(`${describe(el)} spans ${Math.round(rect.left)}..${Math.round(rect.right)} px (viewport ${width})`);
   }
   const page = document.documentElement.scrollWidth;
   if (page > width + 1) out.push(`the page scrolls sideways: ${page} px wide in a ${width} px viewport`);

@@ -1,0 +1,731 @@
+"""Hidden tests of ``covariate_shift``: measuring what layers see and how the loss bends.
+
+Two graded functions:
+
+- ``layer_input_stats(model, x)``: per-feature mean and biased standard
+  deviation of the input of every ``torch.nn.Linear`` layer during one forward
+  pass, recorded with forward hooks that are removed afterwards;
+- ``loss_along_gradient(model, loss_fn, x, y, step_sizes)``: the loss and the
+  change of the gradient at ``theta - eta * g`` for each step size, leaving the
+  model exactly as it was.
+
+The reference is PyTorch, written independently of the notebook's solution:
+hooks and ``torch.Tensor.var(correction=0)`` for the first function,
+``torch.func.functional_call`` on cloned parameters and buffers for the second.
+The probes build their models in float64 with weights drawn from NumPy, so the
+inputs do not depend on PyTorch's initializers, and they are chosen so that the
+usual mistakes show:
+
+- a batch of two, where the unbiased standard deviation is sqrt(2) times the
+  biased one;
+- nested containers (``Sequential`` in a ``ModuleDict`` in a module), a model
+  that is itself a ``Linear`` (whose name is ``""``), a ``Linear`` called twice;
+- inputs of shape ``(A, B, in_features)``;
+- features with different means, and layers whose input and output sizes
+  differ, so that statistics over the wrong axis or of the output cannot hide;
+- ``BatchNorm1d`` in training mode (batch statistics, running statistics
+  updated once) and in eval mode (running statistics), so that a function that
+  switches the mode gets different numbers;
+- a user's own forward hook that must survive, and a forward pass that raises
+  halfway, after which no hook of ours may be left;
+- repeated step sizes (steps are not cumulative), a parameter that is frozen,
+  parameters whose ``.grad`` already holds something.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from autograder.checks.core import Assignment, Mistake, Namespace, Outputs, Probe, ProbeError, as_array
+
+# ---------------------------------------------------------------------------
+# Models and inputs (built in float64 from NumPy draws; torch is imported lazily
+# so that importing this module stays cheap)
+
+
+def _fill(model: Any, seed: int) -> Any:
+    """Overwrite every parameter with seeded NumPy draws; the model becomes float64."""
+    import torch
+
+    model.double()
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("weight") and param.dim() == 2:
+                values = rng.normal(0.0, 1.0 / np.sqrt(param.shape[1]), size=tuple(param.shape))
+            elif name.endswith("weight"):  # normalization scales, away from 1
+                values = rng.uniform(0.5, 2.0, size=tuple(param.shape))
+            else:
+                values = rng.normal(0.0, 0.5, size=tuple(param.shape))
+            param.copy_(torch.from_numpy(values))
+    return model
+
+
+def _batch(seed: int, shape: tuple[int, ...], spread: float = 1.0) -> Any:
+    """A float64 batch whose last-axis features have different means and spreads."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    d = shape[-1]
+    values = rng.normal(size=shape) * rng.uniform(0.5, 2.0, size=d) * spread + rng.normal(0.0, 2.0, size=d)
+    return torch.from_numpy(values)
+
+
+def _mlp(seed: int, sizes: tuple[int, ...], batch_norm: bool = False, act: str = "relu") -> Any:
+    from torch import nn
+
+    layers: list[Any] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if i < len(sizes) - 2:
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(fan_out))
+            layers.append(nn.ReLU() if act == "relu" else nn.Tanh())
+    return _fill(nn.Sequential(*layers), seed)
+
+
+def _nested(seed: int) -> Any:
+    """Linear layers at several depths, inside a ModuleDict, a ModuleList and Sequentials."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.ModuleDict({
+                "encoder": nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Sequential(nn.Linear(6, 4), nn.ReLU())),
+                "skip": nn.Linear(5, 4),
+            })
+            self.heads = nn.ModuleList([nn.Linear(4, 3), nn.Linear(4, 2)])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.body["encoder"](x) + self.body["skip"](x)
+            return torch.cat([self.heads[0](h), self.heads[1](h)], dim=-1)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = Block()
+            self.out = nn.Linear(5, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(torch.tanh(self.block(x)))
+
+    return _fill(Net(), seed)
+
+
+def _shared(seed: int) -> Any:
+    """One square Linear registered under two names and called twice, then a head."""
+    import torch
+    from torch import nn
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.first = nn.Linear(4, 4)
+            self.again = self.first  # the same module under a second name
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.again(torch.tanh(self.first(x))))
+
+    return _fill(Twice(), seed)
+
+
+def _single_linear(seed: int) -> Any:
+    from torch import nn
+
+    return _fill(nn.Linear(6, 2), seed)
+
+
+def _breaks_halfway(seed: int) -> Any:
+    """The second Linear expects 5 features and gets 3: the forward pass raises there."""
+    from torch import nn
+
+    return _fill(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(5, 2)), seed)
+
+
+def _with_running_stats(model: Any, seed: int) -> Any:
+    """Give every BatchNorm layer running statistics far from the initial 0 and 1."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.running_mean.copy_(torch.from_numpy(rng.normal(0.0, 2.0, size=module.num_features)))
+                module.running_var.copy_(torch.from_numpy(rng.uniform(0.2, 5.0, size=module.num_features)))
+    return model
+
+
+def _count_hooks(model: Any) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def _modes(model: Any) -> np.ndarray:
+    return np.array([m.training for m in model.modules()])
+
+
+# ---------------------------------------------------------------------------
+# Probes of layer_input_stats
+
+
+def _stats_outputs(result: Any) -> Outputs:
+    """Flatten the returned dict into arrays: the sorted keys, then mean and std of each."""
+    if not isinstance(result, dict):
+        raise ProbeError(f"layer_input_stats should return a dict, got {type(result).__name__}")
+    outputs: Outputs = {"keys": np.array(sorted(str(k) for k in result), dtype=str)}
+    for key in sorted(result, key=str):
+        pair = result[key]
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ProbeError(f"the value for layer {key!r} should be a tuple (mean, std), "
+                             f"got {type(pair).__name__}")
+        mean, std = pair
+        outputs[f"mean[{key}]"] = as_array(mean)
+        outputs[f"std[{key}]"] = as_array(std)
+    return outputs
+
+
+def _stats_probe(build: Callable[[], Any], x_seed: int, x_shape: tuple[int, ...], *, mode: str = "train",
+                 running_stats: bool = False, check_state: bool = False) -> Callable[[Namespace], Outputs]:
+    def run(ns: Namespace) -> Outputs:
+        model = build()
+        if running_stats:
+            _with_running_stats(model, x_seed + 1)
+        model.train(mode == "train")
+        modes_before = _modes(model)
+        x = _batch(x_seed, x_shape)
+        outputs = _stats_outputs(ns["layer_input_stats"](model, x))
+        if check_state:
+            outputs["modes_unchanged"] = np.array(np.array_equal(_modes(model), modes_before))
+            outputs["hooks_left"] = np.array(_count_hooks(model))
+            for name, buffer in model.named_buffers():
+                if buffer.is_floating_point():
+                    outputs[f"buffer[{name}]"] = as_array(buffer)
+        return outputs
+
+    return run
+
+
+def _stats_no_graph(ns: Namespace) -> Outputs:
+    """Input that requires grad, parameters that require grad: the stats must be plain tensors."""
+    model = _mlp(70, (4, 5, 3))
+    x = _batch(71, (6, 4)).requires_grad_()
+    result = ns["layer_input_stats"](model, x)
+    outputs = _stats_outputs(result)
+    tensors = [t for pair in result.values() for t in pair]
+    outputs["any_requires_grad"] = np.array(any(bool(getattr(t, "requires_grad", False)) for t in tensors))
+    outputs["any_grad_fn"] = np.array(any(getattr(t, "grad_fn", None) is not None for t in tensors))
+    outputs["param_grads_untouched"] = np.array(all(p.grad is None for p in model.parameters()))
+    return outputs
+
+
+def _stats_hooks_removed(ns: Namespace) -> Outputs:
+    """A user's own hook survives and still fires; none of ours is left; a second call agrees."""
+    model = _nested(80)
+    calls: list[int] = []
+    user = model.block.heads[0].register_forward_hook(lambda module, inputs, output: calls.append(1))
+    x = _batch(81, (9, 5))
+    first = _stats_outputs(ns["layer_input_stats"](model, x))
+    hooks_after_call = _count_hooks(model)
+    model(x)
+    user.remove()
+    second = _stats_outputs(ns["layer_input_stats"](model, x))
+    outputs = {
+        "hooks_left_besides_the_user_hook": np.array(hooks_after_call - 1),
+        "user_hook_calls": np.array(len(calls)),
+        "hooks_left_after_second_call": np.array(_count_hooks(model)),
+        "same_result_twice": np.array(
+            first.keys() == second.keys()
+            and all(np.array_equal(first[k], second[k]) for k in first)),
+    }
+    return outputs
+
+
+def _stats_hooks_removed_on_error(ns: Namespace) -> Outputs:
+    """The forward pass raises after the first layer: the error propagates, the hooks go."""
+    model = _breaks_halfway(90)
+    x = _batch(91, (5, 4))
+    outputs: Outputs = {}
+    try:
+        ns["layer_input_stats"](model, x)
+    except RuntimeError as error:
+        outputs["raised"] = np.array(type(error).__name__)
+    outputs["hooks_left"] = np.array(_count_hooks(model))
+    return outputs
+
+
+# ---------------------------------------------------------------------------
+# Probes of loss_along_gradient
+
+
+def _snapshot(model: Any) -> dict[str, np.ndarray]:
+    state = {f"param[{n}]": as_array(p).copy() for n, p in model.named_parameters()}
+    state.update({f"grad[{n}]": as_array(p.grad).copy() for n, p in model.named_parameters()
+                  if p.grad is not None})
+    state.update({f"buffer[{n}]": as_array(b).copy() for n, b in model.named_buffers()})
+    return state
+
+
+def _same_state(before: dict[str, np.ndarray], after: dict[str, np.ndarray], prefix: str) -> np.ndarray:
+    keys = {k for k in before if k.startswith(prefix)} | {k for k in after if k.startswith(prefix)}
+    return np.array(all(k in before and k in after and np.array_equal(before[k], after[k]) for k in keys))
+
+
+def _landscape_outputs(result: Any) -> Outputs:
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise ProbeError(f"loss_along_gradient should return a tuple (losses, changes), "
+                         f"got {type(result).__name__}")
+    losses, changes = result
+    outputs = {"losses": as_array(losses), "changes": as_array(changes)}
+    outputs["any_requires_grad"] = np.array(any(bool(getattr(t, "requires_grad", False)) for t in result))
+    return outputs
+
+
+def _mse(output: Any, target: Any) -> Any:
+    return ((output - target) ** 2).mean()
+
+
+def _cross_entropy(output: Any, target: Any) -> Any:
+    import torch.nn.functional as F
+
+    return F.cross_entropy(output, target)
+
+
+def _landscape_probe(build: Callable[[], Any], x_seed: int, x_shape: tuple[int, ...], classes: int,
+                     step_sizes: Any, *, mode: str = "train", running_stats: bool = False,
+                     stale_grads: bool = False, freeze: str | None = None,
+                     step_sizes_as_tensor: bool = False, check: str = "values") -> Callable[[Namespace], Outputs]:
+    """A probe of loss_along_gradient; ``check`` is "values" (what it returns) or "state" (the model after)."""
+
+    def run(ns: Namespace) -> Outputs:
+        import torch
+
+        model = build()
+        if running_stats:
+            _with_running_stats(model, x_seed + 1)
+        if freeze is not None:
+            for name, param in model.named_parameters():
+                if name.startswith(freeze):
+                    param.requires_grad_(False)
+        if stale_grads:
+            rng = np.random.default_rng(x_seed + 2)
+            for param in model.parameters():
+                if param.requires_grad:
+                    param.grad = torch.from_numpy(rng.normal(size=tuple(param.shape)))
+        model.train(mode == "train")
+        x = _batch(x_seed, x_shape)
+        if classes:
+            y = torch.from_numpy(np.random.default_rng(x_seed + 3).integers(0, classes, size=x_shape[0]))
+            loss_fn = _cross_entropy
+        else:
+            out_features = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
+            y = _batch(x_seed + 3, (x_shape[0], out_features))
+            loss_fn = _mse
+        steps = torch.tensor(step_sizes, dtype=torch.float64) if step_sizes_as_tensor else list(step_sizes)
+        modes_before = _modes(model)
+        before = _snapshot(model)
+        outputs = _landscape_outputs(ns["loss_along_gradient"](model, loss_fn, x, y, steps))
+        if check == "values":
+            return outputs
+        after = _snapshot(model)
+        outputs = {"any_requires_grad": outputs["any_requires_grad"]}
+        outputs["parameters_unchanged"] = _same_state(before, after, "param[")
+        outputs["buffers_unchanged"] = _same_state(before, after, "buffer[")
+        outputs["grads_unchanged"] = _same_state(before, after, "grad[")
+        outputs["modes_unchanged"] = np.array(np.array_equal(_modes(model), modes_before))
+        return outputs
+
+    return run
+
+
+# ---------------------------------------------------------------------------
+# The reference: PyTorch
+
+
+def reference() -> Namespace:
+    import torch
+    from torch.func import functional_call
+
+    def layer_input_stats(model, x):
+        linears = {}
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and module not in linears.values():
+                linears[name] = module
+        seen: dict[str, list[torch.Tensor]] = {name: [] for name in linears}
+        handles = []
+        for name, module in linears.items():
+            def hook(module, args, name=name):
+                inp = args[0].detach()
+                seen[name].append(inp.reshape(-1, inp.shape[-1]))
+            handles.append(module.register_forward_pre_hook(hook))
+        try:
+            model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        stats = {}
+        for name, chunks in seen.items():
+            if chunks:
+                rows = torch.cat(chunks)
+                stats[name] = (rows.mean(dim=0), rows.var(dim=0, correction=0).sqrt())
+        return stats
+
+    def loss_along_gradient(model, loss_fn, x, y, step_sizes):
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        theta = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        fixed = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
+
+        def loss_and_grad(point):
+            params = {n: t.clone().requires_grad_() for n, t in point.items()}
+            buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+            loss = loss_fn(functional_call(model, {**params, **fixed, **buffers}, (x,)), y)
+            grads = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
+            grads = [torch.zeros_like(params[n]) if g is None else g for n, g in zip(names, grads)]
+            return loss.detach(), torch.cat([g.reshape(-1) for g in grads])
+
+        _, g = loss_and_grad(theta)
+        sizes = [theta[n].numel() for n in names]
+        direction = dict(zip(names, (piece.view_as(theta[n]) for n, piece in zip(names, g.split(sizes)))))
+        losses, changes = [], []
+        for eta in step_sizes:
+            eta = float(eta)
+            loss, g_eta = loss_and_grad({n: theta[n] - eta * direction[n] for n in names})
+            losses.append(loss)
+            changes.append(torch.linalg.vector_norm(g_eta - g))
+        return torch.stack(losses), torch.stack(changes)
+
+    return {"layer_input_stats": layer_input_stats, "loss_along_gradient": loss_along_gradient}
+
+
+# ---------------------------------------------------------------------------
+# Known mistakes, written as a student would, to name them in feedback.
+
+
+def _stats_variant(*, correction: int = 0, axis: str = "features", modules: str = "all",
+                   keep: str = "all", remove: str = "finally", record: str = "input",
+                   detach: bool = True, mode: str | None = None, restore_mode: str | None = None):
+    """layer_input_stats with one switch flipped."""
+
+    def layer_input_stats(model, x):
+        import torch
+
+        if modules == "all":
+            named = list(model.named_modules())
+        else:
+            named = list(model.named_children())
+        seen: dict[str, list[torch.Tensor]] = {}
+        handles = []
+        for name, module in named:
+            if not isinstance(module, torch.nn.Linear):
+                continue
+
+            def hook(module, inputs, output, name=name):
+                value = inputs[0] if record == "input" else output
+                value = value.detach() if detach else value
+                if axis in ("features", "samples"):
+                    value = value.reshape(-1, value.shape[-1])
+                if keep == "last":
+                    seen[name] = [value]
+                elif keep == "first":
+                    seen.setdefault(name, [value])
+                else:
+                    seen.setdefault(name, []).append(value)
+            handles.append(module.register_forward_hook(hook))
+        if mode is not None:
+            model.train(mode == "train")
+        if remove == "finally":
+            try:
+                model(x)
+            finally:
+                for handle in handles:
+                    handle.remove()
+        elif remove == "clear":  # every forward hook goes, the user's own too
+            try:
+                model(x)
+            finally:
+                for module in model.modules():
+                    module._forward_hooks.clear()
+        else:
+            model(x)
+            if remove == "after":
+                for handle in handles:
+                    handle.remove()
+        if restore_mode is not None:
+            model.train(restore_mode == "train")
+        stats = {}
+        for name, chunks in seen.items():
+            values = torch.cat(chunks)
+            dim = -1 if axis == "samples" else 0
+            stats[name] = (values.mean(dim=dim), values.var(dim=dim, correction=correction).sqrt())
+        return stats
+
+    return layer_input_stats
+
+
+def _stats_mistake(description: str, **switches: Any) -> Mistake:
+    return Mistake(description, {"layer_input_stats": _stats_variant(**switches)})
+
+
+UNBIASED_STD = _stats_mistake(
+    "the unbiased standard deviation (dividing by n - 1, torch's default for .std()): use the biased one, "
+    ".std(dim=0, correction=0) or unbiased=False", correction=1)
+PER_SAMPLE = _stats_mistake(
+    "statistics over the wrong axis: one value per sample instead of one per input feature (reduce over "
+    "every dimension but the last)", axis="samples")
+FIRST_AXIS_ONLY = _stats_mistake(
+    "statistics over the first dimension only: an input of shape (A, B, in_features) has A * B samples per "
+    "feature (reshape to (-1, in_features) first)", axis="first")
+TOP_LEVEL_ONLY = _stats_mistake(
+    "only the model's direct children were hooked: nested Linear layers need model.named_modules(), which "
+    "walks the whole tree (and names the model itself \"\")", modules="children")
+LAST_CALL_ONLY = _stats_mistake(
+    "only the last call of a layer that is called twice was kept: pool the inputs of every call",
+    keep="last")
+FIRST_CALL_ONLY = _stats_mistake(
+    "only the first call of a layer that is called twice was kept: pool the inputs of every call",
+    keep="first")
+HOOKS_NEVER_REMOVED = _stats_mistake(
+    "the hooks were never removed: keep the handles that register_forward_hook returns and call "
+    "handle.remove()", remove="never")
+HOOKS_LEFT_ON_ERROR = _stats_mistake(
+    "the hooks stay registered when the forward pass raises: remove them in a finally block", remove="after")
+OUTPUT_STATS = _stats_mistake(
+    "the statistics of each layer's output, not of its input (the hook gets (module, inputs, output); "
+    "the input is inputs[0])", record="output")
+SWITCHED_TO_EVAL = _stats_mistake(
+    "the model was switched to eval mode: run the forward pass in the mode the model is in and leave it "
+    "there", mode="eval")
+SWITCHED_TO_TRAIN = _stats_mistake(
+    "the model was switched to training mode: run the forward pass in the mode the model is in and leave it "
+    "there", mode="train")
+EVAL_THEN_TRAIN = _stats_mistake(
+    "the forward pass ran in eval mode and model.train() was called afterwards: run it in the mode the model "
+    "is in, and leave that mode alone (model.train() does not restore a model that was in eval mode)",
+    mode="eval", restore_mode="train")
+CLEARED_ALL_HOOKS = _stats_mistake(
+    "every forward hook of the model was cleared, the user's own too: remove only your own hooks, with the "
+    "handles that register_forward_hook returns", remove="clear")
+GRAPH_KEPT = _stats_mistake(
+    "the statistics carry autograd history: detach the recorded inputs (or compute under torch.no_grad())",
+    detach=False)
+
+_STATS_VALUE_MISTAKES = (UNBIASED_STD, PER_SAMPLE, FIRST_AXIS_ONLY, TOP_LEVEL_ONLY, OUTPUT_STATS,
+                         LAST_CALL_ONLY, FIRST_CALL_ONLY)
+_STATS_STATE_MISTAKES = (HOOKS_LEFT_ON_ERROR, HOOKS_NEVER_REMOVED, CLEARED_ALL_HOOKS, SWITCHED_TO_EVAL,
+                         SWITCHED_TO_TRAIN, EVAL_THEN_TRAIN, GRAPH_KEPT)
+
+
+def _landscape_variant(*, sign: float = -1.0, start: str = "theta", direction: str = "fixed",
+                       norm: str = "joint", mode: str | None = None, grads: str = "autograd",
+                       restore: str = "copy", normalize: bool = False, detach: bool = True):
+    """loss_along_gradient with one switch flipped, written on the model in place or on a copy."""
+
+    def loss_along_gradient(model, loss_fn, x, y, step_sizes):
+        import copy
+
+        import torch
+
+        work = copy.deepcopy(model) if restore == "copy" else model
+        saved = {n: t.detach().clone() for n, t in work.state_dict().items()}
+        if mode is not None:
+            work.train(mode == "train")
+        params = [p for p in work.parameters() if p.requires_grad]
+
+        def gradient():
+            loss = loss_fn(work(x), y)
+            if grads == "backward":  # accumulates into whatever .grad held
+                loss.backward()
+                found = [p.grad.clone() for p in params]
+            elif grads == "zeroed":  # right values, but .grad is overwritten
+                work.zero_grad()
+                loss.backward()
+                found = [p.grad.clone() for p in params]
+            else:
+                found = list(torch.autograd.grad(loss, params))
+            return (loss.detach() if detach else loss), found
+
+        _, g0 = gradient()
+        current = [p.detach().clone() for p in params]
+        g = g0
+        losses, changes = [], []
+        for eta in step_sizes:
+            eta = float(eta)
+            base = [p.detach().clone() for p in params] if start == "previous" else current
+            step = g if direction == "recomputed" else g0
+            if normalize:
+                length = torch.cat([d.reshape(-1) for d in g0]).norm()
+                step = [d / length for d in step]
+            with torch.no_grad():
+                for p, b, d in zip(params, base, step):
+                    p.copy_(b + sign * eta * d)
+            loss, g_eta = gradient()
+            diffs = [a - b for a, b in zip(g_eta, g0)]
+            if norm == "joint":
+                change = torch.cat([d.reshape(-1) for d in diffs]).norm()
+            elif norm == "sum":
+                change = sum(d.norm() for d in diffs)
+            else:  # squared
+                change = sum((d ** 2).sum() for d in diffs)
+            losses.append(loss)
+            changes.append(change.detach() if detach else change)
+            g = g_eta
+        if restore == "params":  # parameters put back, running statistics not
+            with torch.no_grad():
+                for p, c in zip(params, current):
+                    p.copy_(c)
+        elif restore == "state":
+            work.load_state_dict(saved)
+        return torch.stack(losses), torch.stack(changes)
+
+    return loss_along_gradient
+
+
+def _landscape_mistake(description: str, **switches: Any) -> Mistake:
+    return Mistake(description, {"loss_along_gradient": _landscape_variant(**switches)})
+
+
+UPHILL = _landscape_mistake(
+    "steps along +g: the step is theta - eta * g, downhill", sign=1.0)
+CUMULATIVE = _landscape_mistake(
+    "cumulative steps: every step size is measured from the original theta, not from the previous point",
+    start="previous")
+TRAJECTORY = _landscape_mistake(
+    "gradient descent steps, each from the previous point along a freshly computed gradient: every step "
+    "starts at theta and follows the gradient g computed there", start="previous", direction="recomputed")
+SUM_OF_NORMS = _landscape_mistake(
+    "the sum of per-parameter norms: the change is one L2 norm over all parameters together (concatenate "
+    "the gradients)", norm="sum")
+SQUARED_NORM = _landscape_mistake(
+    "the squared norm: take the square root", norm="squared")
+MEASURED_IN_EVAL = _landscape_mistake(
+    "the model was switched to eval mode: run the forward passes in the mode the model is in", mode="eval")
+MEASURED_IN_TRAIN = _landscape_mistake(
+    "the model was switched to training mode: run the forward passes in the mode the model is in",
+    mode="train")
+ACCUMULATED_GRAD = _landscape_mistake(
+    "loss.backward() added to the .grad the parameters already had: zero it first, or use "
+    "torch.autograd.grad, and put the original .grad back", grads="backward", restore="params")
+NORMALIZED_STEP = _landscape_mistake(
+    "steps along the unit vector g / ||g||: the step is eta * g itself, not normalized", normalize=True)
+RESULTS_KEEP_GRAPH = _landscape_mistake(
+    "the returned tensors carry autograd history: detach the losses and the norms (or compute them under "
+    "torch.no_grad())", detach=False)
+MODEL_MODIFIED = _landscape_mistake(
+    "the model was left at the last step: work on a copy (copy.deepcopy) or restore the parameters",
+    restore="none")
+GRADS_OVERWRITTEN = _landscape_mistake(
+    "the parameters' .grad was overwritten (zero_grad() and loss.backward() write into it): leave .grad "
+    "as it was, by working on a copy or by using torch.autograd.grad", grads="zeroed", restore="state")
+RUNNING_STATS_CHANGED = _landscape_mistake(
+    "the parameters were restored but the BatchNorm running statistics were not: every training-mode "
+    "forward pass updates them; work on a copy or restore the buffers too", restore="params")
+
+_LANDSCAPE_VALUE_MISTAKES = (UPHILL, CUMULATIVE, TRAJECTORY, NORMALIZED_STEP, SUM_OF_NORMS, SQUARED_NORM,
+                             MEASURED_IN_EVAL, MEASURED_IN_TRAIN, ACCUMULATED_GRAD, RESULTS_KEEP_GRAPH)
+_LANDSCAPE_STATE_MISTAKES = (MODEL_MODIFIED, RUNNING_STATS_CHANGED, GRADS_OVERWRITTEN, ACCUMULATED_GRAD,
+                             RESULTS_KEEP_GRAPH)
+
+_STATE_LABELS = {
+    "modes_unchanged": "whether every module's train/eval mode is as before",
+    "hooks_left": "the number of hooks left on the model",
+    "parameters_unchanged": "whether the model's parameters are as before",
+    "buffers_unchanged": "whether the model's buffers (BatchNorm running statistics) are as before",
+    "grads_unchanged": "whether every parameter's .grad is as before",
+    "any_requires_grad": "whether a returned tensor requires grad",
+    "any_grad_fn": "whether a returned tensor has a grad_fn",
+    "param_grads_untouched": "whether every parameter's .grad is still None",
+    "hooks_left_besides_the_user_hook": "the number of hooks left besides the user's own",
+    "user_hook_calls": "the number of times the user's own hook fired",
+    "hooks_left_after_second_call": "the number of hooks left after a second call",
+    "same_result_twice": "whether two calls on the same input agree",
+    "keys": "the set of layer names",
+}
+
+# ---------------------------------------------------------------------------
+
+ASSIGNMENT = Assignment(
+    name="covariate_shift",
+    reference=reference,
+    tests={
+        "test_layer_input_stats": (
+            Probe("statistics of a ReLU MLP on a (12, 5) batch", ("layer_input_stats",),
+                  _stats_probe(lambda: _mlp(10, (5, 7, 6, 3)), 11, (12, 5)),
+                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+            Probe("statistics on a batch of 2", ("layer_input_stats",),
+                  _stats_probe(lambda: _mlp(20, (3, 4, 2), act="tanh"), 21, (2, 3)),
+                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+            Probe("Linear layers nested in Sequentials, a ModuleDict and a ModuleList", ("layer_input_stats",),
+                  _stats_probe(lambda: _nested(30), 31, (10, 5)),
+                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+            Probe("a model that is itself a Linear layer", ("layer_input_stats",),
+                  _stats_probe(lambda: _single_linear(40), 41, (8, 6)),
+                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+            Probe("an input of shape (3, 4, 5)", ("layer_input_stats",),
+                  _stats_probe(lambda: _mlp(50, (5, 6, 2)), 51, (3, 4, 5)),
+                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+            Probe("a Linear layer registered under two names and called twice", ("layer_input_stats",),
+                  _stats_probe(lambda: _shared(60), 61, (7, 4)),
+                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+        ),
+        "test_layer_input_stats_side_effects": (
+            Probe("a BatchNorm MLP in training mode", ("layer_input_stats",),
+                  _stats_probe(lambda: _mlp(100, (4, 6, 5, 3), batch_norm=True), 101, (16, 4),
+                               mode="train", running_stats=True, check_state=True),
+                  mistakes=_STATS_STATE_MISTAKES + _STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+            Probe("a BatchNorm MLP in eval mode", ("layer_input_stats",),
+                  _stats_probe(lambda: _mlp(110, (4, 6, 5, 3), batch_norm=True), 111, (16, 4),
+                               mode="eval", running_stats=True, check_state=True),
+                  mistakes=_STATS_STATE_MISTAKES + _STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+            Probe("an input that requires grad", ("layer_input_stats",), _stats_no_graph,
+                  mistakes=_STATS_STATE_MISTAKES + _STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+            Probe("hooks removed, the user's own hook kept", ("layer_input_stats",), _stats_hooks_removed,
+                  mistakes=_STATS_STATE_MISTAKES, labels=_STATE_LABELS),
+            Probe("a forward pass that raises halfway", ("layer_input_stats",), _stats_hooks_removed_on_error,
+                  mistakes=_STATS_STATE_MISTAKES, labels=_STATE_LABELS),
+        ),
+        "test_loss_along_gradient": (
+            Probe("a tanh MLP with a squared-error loss", ("loss_along_gradient",),
+                  _landscape_probe(lambda: _mlp(200, (4, 6, 3), act="tanh"), 201, (10, 4), 0,
+                                   [0.0, 0.05, 0.3, 1.0]),
+                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS),
+            Probe("repeated step sizes, given as a tensor", ("loss_along_gradient",),
+                  _landscape_probe(lambda: _mlp(210, (3, 5, 4, 2), act="tanh"), 211, (9, 3), 0,
+                                   [0.2, 0.2, 0.05, 0.2], step_sizes_as_tensor=True),
+                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS),
+            Probe("a BatchNorm MLP in training mode with cross-entropy", ("loss_along_gradient",),
+                  _landscape_probe(lambda: _mlp(220, (5, 8, 6, 4), batch_norm=True), 221, (12, 5), 4,
+                                   [0.1, 0.5, 2.0], running_stats=True),
+                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS),
+            Probe("a BatchNorm MLP in eval mode", ("loss_along_gradient",),
+                  _landscape_probe(lambda: _mlp(230, (5, 8, 4), batch_norm=True), 231, (12, 5), 4,
+                                   [0.1, 1.0], mode="eval", running_stats=True),
+                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS),
+            Probe("parameters whose .grad already holds values", ("loss_along_gradient",),
+                  _landscape_probe(lambda: _mlp(240, (4, 5, 3), act="tanh"), 241, (8, 4), 0,
+                                   [0.1, 0.4], stale_grads=True),
+                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS),
+            Probe("a model whose first layer is frozen", ("loss_along_gradient",),
+                  _landscape_probe(lambda: _mlp(250, (4, 6, 3), act="tanh"), 251, (8, 4), 3,
+                                   [0.2, 1.0], freeze="0."),
+                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS),
+        ),
+        "test_loss_along_gradient_side_effects": (
+            Probe("the model after measuring a BatchNorm MLP in training mode", ("loss_along_gradient",),
+                  _landscape_probe(lambda: _mlp(300, (5, 8, 6, 4), batch_norm=True), 301, (12, 5), 4,
+                                   [0.1, 0.5], running_stats=True, stale_grads=True, check="state"),
+                  mistakes=_LANDSCAPE_STATE_MISTAKES, labels=_STATE_LABELS),
+            Probe("the model after measuring a BatchNorm MLP in eval mode", ("loss_along_gradient",),
+                  _landscape_probe(lambda: _mlp(310, (5, 8, 4), batch_norm=True), 311, (12, 5), 4,
+                                   [0.3], mode="eval", running_stats=True, check="state"),
+                  mistakes=_LANDSCAPE_STATE_MISTAKES, labels=_STATE_LABELS),
+            Probe("the model after measuring, with a frozen first layer", ("loss_along_gradient",),
+                  _landscape_probe(lambda: _mlp(320, (4, 6, 3), act="tanh"), 321, (8, 4), 0,
+                                   [0.2, 1.0], freeze="0.", check="state"),
+                  mistakes=_LANDSCAPE_STATE_MISTAKES, labels=_STATE_LABELS),
+        ),
+    },
+)

@@ -1,0 +1,706 @@
+"""Hidden tests of ``pitfalls``: folding BatchNorm, merging shard statistics, frozen BatchNorm.
+
+The references:
+
+- ``fuse_conv_bn`` is ``torch.nn.utils.fusion.fuse_conv_bn_eval`` (both modules
+  in eval mode, as every probe passes them);
+- ``merge_batch_stats`` is the law of total variance computed in float64 and
+  returned in the input's dtype; every probe builds its per-shard statistics from
+  real shards of data, so the reference is also the statistics of the full batch
+  (``_self_check`` verifies this);
+- ``freeze_batchnorm`` has no PyTorch counterpart; the reference keeps every
+  BatchNorm layer a BatchNorm layer (same state dict), overrides ``train`` on the
+  layer instances so that they stay in eval mode, switches off the gradients of
+  their affine parameters and drops stale gradients.
+
+The probes are chosen so that the usual mistakes change their outputs:
+
+- convolutions without bias, with stride, padding, dilation, non-square kernels,
+  groups, depthwise and a non-zero padding mode, BatchNorm with ``affine=False``,
+  a large ``eps``, tiny variances and negative scales;
+- shards of unequal sizes drawn from different distributions (so equal weights
+  and averaged variances are both wrong), a shard of one, integer and float
+  counts, and float32 shards whose mean is large compared to their spread (so
+  the sum-of-squares shortcut cancels catastrophically);
+- fine-tuning loops that call ``model.train()`` every epoch, with SGD (momentum,
+  weight decay) or AdamW over all parameters, an optimizer created before the
+  freeze that already holds gradients and momentum, ``zero_grad(set_to_none=False)``,
+  nested modules, ``BatchNorm1d`` and ``BatchNorm2d`` and ``affine=False`` layers,
+  and state dicts and deep copies of the frozen model.
+
+Every probe runs in float64 except the float32 merge probe.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+import numpy as np
+
+from autograder.checks.core import Assignment, Mistake, Namespace, Outputs, Probe, ProbeError, as_array
+
+# ---------------------------------------------------------------------------
+# fuse_conv_bn
+
+
+def _conv_and_bn(seed: int, conv_options: dict[str, Any], bn_options: dict[str, Any]):
+    """A float64 Conv2d and an eval-mode BatchNorm2d with trained-looking statistics."""
+    import torch
+
+    bn_options = dict(bn_options)
+    spread = bn_options.pop("_spread", 1.0)  # scale of the running variances
+    torch.manual_seed(seed)
+    conv = torch.nn.Conv2d(**conv_options).double().eval()
+    channels = conv_options["out_channels"]
+    bn = torch.nn.BatchNorm2d(channels, **bn_options).double().eval()
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        bn.running_mean.copy_(2.0 * torch.randn(channels, generator=generator, dtype=torch.float64))
+        bn.running_var.copy_(spread * (0.2 + 2.0 * torch.rand(channels, generator=generator,
+                                                                 dtype=torch.float64)))
+        if bn.weight is not None:
+            # some negative scales: a fused weight must keep their sign
+            bn.weight.copy_(torch.randn(channels, generator=generator, dtype=torch.float64) * 1.5)
+            bn.bias.copy_(torch.randn(channels, generator=generator, dtype=torch.float64))
+    return conv, bn
+
+
+def _state(module: Any) -> dict[str, Any]:
+    return {name: value.detach().clone() for name, value in module.state_dict().items()}
+
+
+def _same_state(before: dict[str, Any], module: Any) -> bool:
+    after = module.state_dict()
+    import torch
+
+    return before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+_CONV_SETTINGS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
+                  "groups", "padding_mode")
+
+
+def _fuse_probe(seed: int, conv_options: dict[str, Any], bn_options: dict[str, Any],
+                x_shape: tuple[int, int, int, int]):
+    def run(ns: Namespace) -> Outputs:
+        import torch
+
+        conv, bn = _conv_and_bn(seed, dict(conv_options), dict(bn_options))
+        conv_state, bn_state = _state(conv), _state(bn)
+        fused = ns["fuse_conv_bn"](conv, bn)
+        if not isinstance(fused, torch.nn.Conv2d):
+            raise ProbeError(f"fuse_conv_bn returned a {type(fused).__name__}, not a torch.nn.Conv2d")
+        x = torch.randn(x_shape, generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float64)
+        with torch.no_grad():
+            out = fused(x)
+        if fused.bias is None:
+            raise ProbeError("the fused convolution has no bias: BatchNorm's shift needs one")
+        parameters = dict(fused.named_parameters())
+        return {
+            "out": as_array(out),
+            "weight": as_array(fused.weight),
+            "bias": as_array(fused.bias),
+            "settings_kept": np.array(all(getattr(fused, s) == getattr(conv, s) for s in _CONV_SETTINGS)),
+            "parameters": np.array(sorted(parameters) == ["bias", "weight"] and all(
+                isinstance(p, torch.nn.Parameter) for p in parameters.values())),
+            "new_module": np.array(fused is not conv and fused.weight.data_ptr() != conv.weight.data_ptr()),
+            "conv_unchanged": np.array(_same_state(conv_state, conv) and not conv.training),
+            "bn_unchanged": np.array(_same_state(bn_state, bn) and not bn.training),
+        }
+
+    return run
+
+
+_FUSE_LABELS = {
+    "out": "the fused convolution's output",
+    "weight": "the fused weight",
+    "bias": "the fused bias",
+    "settings_kept": "whether the fused convolution keeps the convolution's settings (channels, kernel size, "
+                     "stride, padding, dilation, groups, padding_mode)",
+    "parameters": "whether the fused weight and bias are the module's two torch.nn.Parameters",
+    "new_module": "whether the result is a new convolution that shares no weight tensor with `conv`",
+    "conv_unchanged": "whether `conv` is left unchanged",
+    "bn_unchanged": "whether `bn` is left unchanged (statistics, parameters and mode)",
+}
+
+
+def _fuse_with(scale_of, shift_of, keep_conv_bias: bool = True, scale_conv_bias: bool = True):
+    """fuse_conv_bn built from a (possibly wrong) per-channel scale and shift."""
+
+    def fuse(conv, bn):
+        import torch
+
+        fused = copy.deepcopy(conv)
+        with torch.no_grad():
+            scale = scale_of(bn)
+            shift = shift_of(bn, scale)
+            bias = conv.bias if (conv.bias is not None and keep_conv_bias) else torch.zeros_like(bn.running_mean)
+            fused.weight = torch.nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
+            fused.bias = torch.nn.Parameter((bias * scale if scale_conv_bias else bias) + shift)
+        return fused
+
+    return fuse
+
+
+def _gamma(bn):
+    import torch
+
+    return bn.weight if bn.weight is not None else torch.ones_like(bn.running_mean)
+
+
+def _beta(bn):
+    import torch
+
+    return bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
+
+
+def _right_scale(bn):
+    return _gamma(bn) / (bn.running_var + bn.eps).sqrt()
+
+
+def _right_shift(bn, scale):
+    return _beta(bn) - bn.running_mean * scale
+
+
+FUSE_NO_EPS = Mistake("eps left out: the scale is gamma / sqrt(running_var + eps)",
+                      {"fuse_conv_bn": _fuse_with(lambda bn: _gamma(bn) / bn.running_var.sqrt(), _right_shift)})
+FUSE_NO_SQRT = Mistake("the variance used without a square root: the scale is gamma / sqrt(running_var + eps)",
+                       {"fuse_conv_bn": _fuse_with(lambda bn: _gamma(bn) / (bn.running_var + bn.eps),
+                                                   _right_shift)})
+FUSE_DROPS_CONV_BIAS = Mistake(
+    "the convolution's own bias left out: the fused bias is scale * (conv.bias - running_mean) + beta",
+    {"fuse_conv_bn": _fuse_with(_right_scale, _right_shift, keep_conv_bias=False)})
+FUSE_UNSCALED_CONV_BIAS = Mistake(
+    "the convolution's bias added without scaling it: the fused bias is scale * (conv.bias - running_mean) + beta",
+    {"fuse_conv_bn": _fuse_with(_right_scale, _right_shift, scale_conv_bias=False)})
+FUSE_NO_MEAN = Mistake("the running mean left out of the fused bias",
+                       {"fuse_conv_bn": _fuse_with(_right_scale, lambda bn, scale: _beta(bn))})
+FUSE_NO_AFFINE = Mistake("BatchNorm's weight and bias (gamma and beta) left out",
+                         {"fuse_conv_bn": _fuse_with(lambda bn: 1 / (bn.running_var + bn.eps).sqrt(),
+                                                     lambda bn, scale: -bn.running_mean * scale)})
+
+_FUSE_MISTAKES = (FUSE_NO_EPS, FUSE_NO_SQRT, FUSE_DROPS_CONV_BIAS, FUSE_UNSCALED_CONV_BIAS, FUSE_NO_MEAN,
+                  FUSE_NO_AFFINE)
+
+
+def _conv(in_channels: int, out_channels: int, kernel_size: Any, **options: Any) -> dict[str, Any]:
+    return dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size, **options)
+
+
+# ---------------------------------------------------------------------------
+# merge_batch_stats
+
+
+def _shards(seed: int, counts: list[int], channels: int, offset: float, spread: float, dtype: str):
+    """Shards of different sizes and distributions, with their biased statistics."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    data = []
+    for k, n in enumerate(counts):
+        centre = offset + spread * torch.randn(channels, generator=generator, dtype=torch.float64)
+        scale = spread * (0.3 + torch.rand(channels, generator=generator, dtype=torch.float64))
+        data.append(centre + scale * torch.randn(n, channels, generator=generator, dtype=torch.float64))
+    torch_dtype = getattr(torch, dtype)
+    data = [d.to(torch_dtype) for d in data]
+    means = torch.stack([d.double().mean(0) for d in data]).to(torch_dtype)
+    variances = torch.stack([d.double().var(0, unbiased=False) for d in data]).to(torch_dtype)
+    return data, means, variances
+
+
+def _merge_probe(seed: int, counts: list[int], channels: int, counts_dtype: str = "int64",
+                 offset: float = 0.0, spread: float = 1.0, dtype: str = "float64"):
+    def run(ns: Namespace) -> Outputs:
+        import torch
+
+        _, means, variances = _shards(seed, counts, channels, offset, spread, dtype)
+        counts_tensor = torch.tensor(counts, dtype=getattr(torch, counts_dtype))
+        inputs = (means.clone(), variances.clone(), counts_tensor.clone())
+        result = ns["merge_batch_stats"](means, variances, counts_tensor)
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise ProbeError(f"merge_batch_stats should return a tuple (mean, var), got {type(result).__name__}")
+        mean, var = result
+        unchanged = all(torch.equal(a, b) for a, b in zip(inputs, (means, variances, counts_tensor)))
+        return {"mean": as_array(mean), "var": as_array(var), "inputs_unchanged": np.array(unchanged)}
+
+    return run
+
+
+def _reference_merge(means, variances, counts):
+    import torch
+
+    n = counts.to(torch.float64).reshape(-1, 1)
+    m, v = means.to(torch.float64), variances.to(torch.float64)
+    mean = (n * m).sum(0) / n.sum()
+    var = (n * (v + (m - mean) ** 2)).sum(0) / n.sum()
+    return mean.to(means.dtype), var.to(means.dtype)
+
+
+def _merge_equal_weights(means, variances, counts):
+    return means.mean(0), variances.mean(0)
+
+
+def _merge_average_variances(means, variances, counts):
+    n = counts.to(means.dtype).reshape(-1, 1)
+    return (n * means).sum(0) / n.sum(), (n * variances).sum(0) / n.sum()
+
+
+def _merge_equal_weight_means(means, variances, counts):
+    mean = means.mean(0)
+    n = counts.to(means.dtype).reshape(-1, 1)
+    return mean, (n * (variances + (means - mean) ** 2)).sum(0) / n.sum()
+
+
+def _merge_sum_of_squares(means, variances, counts):
+    n = counts.to(means.dtype).reshape(-1, 1)
+    mean = (n * means).sum(0) / n.sum()
+    return mean, (n * (variances + means ** 2)).sum(0) / n.sum() - mean ** 2
+
+
+def _merge_unbiased(means, variances, counts):
+    mean, var = _reference_merge(means, variances, counts)
+    total = counts.sum().to(var.dtype)
+    return mean, var * total / (total - 1)
+
+
+MERGE_EQUAL_WEIGHTS = Mistake(
+    "plain averages of the shard means and variances: weight each shard by its count, and add the spread of "
+    "the shard means around the overall mean", {"merge_batch_stats": _merge_equal_weights})
+MERGE_AVERAGE_VARIANCES = Mistake(
+    "the count-weighted average of the shard variances: that misses the between-shard term, "
+    "sum_k n_k (mean_k - mean)^2 / N", {"merge_batch_stats": _merge_average_variances})
+MERGE_EQUAL_WEIGHT_MEANS = Mistake(
+    "the shard means averaged with equal weights: shards of different sizes must be weighted by their counts",
+    {"merge_batch_stats": _merge_equal_weight_means})
+MERGE_SUM_OF_SQUARES = Mistake(
+    "E[x^2] - E[x]^2 in the inputs' precision: when the means are large compared to the spread this "
+    "subtraction cancels catastrophically in float32; use sum_k n_k (var_k + (mean_k - mean)^2) / N",
+    {"merge_batch_stats": _merge_sum_of_squares})
+MERGE_UNBIASED = Mistake("the unbiased variance of the whole batch: return the biased one (divide by N)",
+                         {"merge_batch_stats": _merge_unbiased})
+
+_MERGE_MISTAKES = (MERGE_EQUAL_WEIGHTS, MERGE_AVERAGE_VARIANCES, MERGE_EQUAL_WEIGHT_MEANS, MERGE_SUM_OF_SQUARES,
+                   MERGE_UNBIASED)
+
+_MERGE_LABELS = {"mean": "the merged mean", "var": "the merged variance",
+                 "inputs_unchanged": "whether `means`, `variances` and `counts` are left unchanged"}
+
+
+def _self_check() -> None:
+    """The reference merge equals the statistics of the concatenated shards (run by the tests)."""
+    import torch
+
+    for counts, dtype in (([3, 8, 1, 20], "float64"), ([5, 5], "float64")):
+        data, means, variances = _shards(0, counts, 4, 0.0, 1.0, dtype)
+        mean, var = _reference_merge(means, variances, torch.tensor(counts))
+        full = torch.cat(data)
+        assert torch.allclose(mean, full.mean(0)) and torch.allclose(var, full.var(0, unbiased=False))
+
+
+# ---------------------------------------------------------------------------
+# freeze_batchnorm
+
+
+def _make_net(seed: int, affine_last: bool = True):
+    """A small float64 CNN with BatchNorm2d and BatchNorm1d layers, one of them nested."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+            self.bn = nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return torch.relu(self.bn(self.conv(x)))
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        Block(),
+        nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4, affine=affine_last), nn.ReLU(),
+        nn.AvgPool2d(2), nn.Flatten(),
+        nn.Linear(4 * 3 * 3, 8, bias=False), nn.BatchNorm1d(8), nn.ReLU(),
+        nn.Linear(8, 3),
+    ).double()
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                c = layer.num_features
+                layer.running_mean.copy_(torch.randn(c, generator=generator, dtype=torch.float64))
+                layer.running_var.copy_(0.5 + torch.rand(c, generator=generator, dtype=torch.float64))
+                layer.num_batches_tracked.fill_(100)
+                if layer.affine:
+                    layer.weight.copy_(0.5 + torch.rand(c, generator=generator, dtype=torch.float64))
+                    layer.bias.copy_(0.5 * torch.randn(c, generator=generator, dtype=torch.float64))
+    return model
+
+
+def _data(seed: int, n: int):
+    """Inputs shifted and scaled away from the running statistics, and labels."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    x = 2.0 + 3.0 * torch.randn(n, 1, 6, 6, generator=generator, dtype=torch.float64)
+    y = torch.randint(0, 3, (n,), generator=generator)
+    return x, y
+
+
+def _bn_names(model) -> list[str]:
+    from torch import nn
+
+    return [name for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _snapshot(model, names: list[str]) -> Outputs:
+    """Every BatchNorm layer's statistics and affine parameters, and every other weight."""
+    modules = dict(model.named_modules())
+    outputs: Outputs = {}
+    for name in names:
+        layer = modules.get(name)
+        if layer is None:
+            raise ProbeError(f"the frozen model has no layer named {name!r} any more: keep the BatchNorm "
+                             "layers where they are")
+        for attribute in ("running_mean", "running_var", "weight", "bias"):
+            value = getattr(layer, attribute, None)
+            if value is not None:
+                outputs[f"{name}.{attribute}"] = as_array(value)
+    for name, parameter in model.named_parameters():
+        owner = name.rpartition(".")[0]
+        if owner not in names:
+            outputs[name] = as_array(parameter)
+    return outputs
+
+
+def _train(model, optimizer, x, y, epochs: int, batch: int, set_to_none: bool = True) -> None:
+    import torch
+
+    for _ in range(epochs):
+        model.train()  # as every training loop does, each epoch
+        for start in range(0, len(x), batch):
+            loss = torch.nn.functional.cross_entropy(model(x[start:start + batch]), y[start:start + batch])
+            optimizer.zero_grad(set_to_none=set_to_none)
+            loss.backward()
+            optimizer.step()
+        model.eval()   # a validation pass at the end of the epoch
+        with torch.no_grad():
+            model(x[:4])
+
+
+def _freeze_probe(seed: int, optimizer_name: str, before_freeze: int = 0, set_to_none: bool = True,
+                  affine_last: bool = True):
+    """Fine-tune a frozen model; ``before_freeze`` training steps happen before the freeze."""
+
+    def run(ns: Namespace) -> Outputs:
+        import torch
+
+        model = _make_net(seed, affine_last)
+        names = _bn_names(model)
+        x, y = _data(seed + 2, 24)
+        x_eval, _ = _data(seed + 3, 5)
+
+        def optimizer_for(params):
+            if optimizer_name == "sgd":
+                return torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=0.1)
+            return torch.optim.AdamW(params, lr=0.01, weight_decay=0.1)
+
+        optimizer = None
+        if before_freeze:
+            optimizer = optimizer_for(model.parameters())
+            _train(model, optimizer, x[:8 * before_freeze], y[:8 * before_freeze], 1, 8, set_to_none)
+        model.eval()
+        with torch.no_grad():
+            eval_before = model(x_eval)
+        frozen = ns["freeze_batchnorm"](model)
+        if frozen is not model:
+            raise ProbeError("freeze_batchnorm should freeze the model in place and return it")
+        with torch.no_grad():
+            frozen.eval()
+            eval_after = frozen(x_eval)
+        start = _snapshot(frozen, names)
+        if optimizer is None:
+            optimizer = optimizer_for(frozen.parameters())
+        _train(frozen, optimizer, x, y, 3, 8, set_to_none)
+        frozen.train()
+        with torch.no_grad():
+            train_mode = frozen(x_eval)
+        outputs = {"eval_before": as_array(eval_before), "eval_after_freeze": as_array(eval_after),
+                   "train_mode_output": as_array(train_mode)}
+        end = _snapshot(frozen, names)
+        for key in start:
+            outputs[f"frozen:{key}" if key.rpartition(".")[0] in names else f"trained:{key}"] = end[key]
+        return outputs
+
+    return run
+
+
+def _checkpoint_probe(seed: int):
+    """State dicts load both ways, and a deep copy of the frozen model stays frozen."""
+
+    def run(ns: Namespace) -> Outputs:
+        import torch
+
+        model = _make_net(seed)
+        names = _bn_names(model)
+        saved = copy.deepcopy(model.state_dict())
+        frozen = ns["freeze_batchnorm"](model)
+        keys_kept = list(frozen.state_dict()) == list(saved)
+        problems = []
+        try:
+            frozen.load_state_dict(saved)  # an old checkpoint into the frozen model
+        except Exception as error:  # noqa: BLE001 - reported as an output
+            problems.append(type(error).__name__)
+        fresh = _make_net(seed + 10)
+        try:
+            fresh.load_state_dict(frozen.state_dict())  # and back into a plain model
+        except Exception as error:  # noqa: BLE001
+            problems.append(type(error).__name__)
+        twin = copy.deepcopy(frozen)
+        x, y = _data(seed + 2, 16)
+        optimizer = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9, weight_decay=0.1)
+        _train(twin, optimizer, x, y, 2, 8)
+        outputs = {"state_dict_keys_kept": np.array(keys_kept),
+                   "checkpoints_load_both_ways": np.array(not problems)}
+        end = _snapshot(twin, names)
+        for key, value in end.items():
+            if key.rpartition(".")[0] in names:
+                outputs[f"copy:{key}"] = value
+        return outputs
+
+    return run
+
+
+_FREEZE_LABELS = {
+    "eval_before": "the eval-mode output before freezing",
+    "eval_after_freeze": "the eval-mode output right after freezing (it must not change)",
+    "train_mode_output": "the output after model.train() (a frozen model normalizes with its running "
+                         "statistics in every mode)",
+    "state_dict_keys_kept": "whether the state dict keeps its keys",
+    "checkpoints_load_both_ways": "whether a checkpoint saved before freezing loads into the frozen model "
+                                  "and back into a plain one (strict loading)",
+}
+
+
+class _LabelledProbe(Probe):
+    """A Probe whose labels also describe the per-layer outputs by prefix."""
+
+    def label(self, key: str) -> str:
+        if key.startswith("frozen:"):
+            return f"`{key[7:]}` of a frozen layer after fine-tuning"
+        if key.startswith("copy:"):
+            return f"`{key[5:]}` of a frozen layer in a deep copy of the frozen model after training"
+        if key.startswith("trained:"):
+            return f"`{key[8:]}` (not BatchNorm, so it must keep training) after fine-tuning"
+        return super().label(key)
+
+
+def _reference_freeze(model):
+    from torch import nn
+
+    def stay_in_eval(layer, mode=True):
+        return nn.Module.train(layer, False)
+
+    for layer in model.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            for parameter in layer.parameters(recurse=False):
+                parameter.requires_grad_(False)
+                parameter.grad = None
+            layer.train = functools.partial(stay_in_eval, layer)
+            layer.eval()
+    return model
+
+
+def _bn_modules(model, kinds=None):
+    from torch import nn
+
+    kinds = kinds or (nn.modules.batchnorm._BatchNorm,)
+    return [m for m in model.modules() if isinstance(m, kinds)]
+
+
+def _freeze_requires_grad_only(model):
+    for layer in _bn_modules(model):
+        layer.requires_grad_(False)
+    return model
+
+
+def _freeze_eval_only(model):
+    for layer in _bn_modules(model):
+        layer.eval()
+    return model
+
+
+def _freeze_eval_and_requires_grad(model):
+    for layer in _bn_modules(model):
+        layer.eval()
+        layer.requires_grad_(False)
+    return model
+
+
+def _freeze_momentum_zero(model):
+    for layer in _bn_modules(model):
+        layer.momentum = 0.0
+        layer.requires_grad_(False)
+    return model
+
+
+def _freeze_keeps_stale_gradients(model):
+    from torch import nn
+
+    def stay_in_eval(layer, mode=True):
+        return nn.Module.train(layer, False)
+
+    for layer in _bn_modules(model):
+        layer.requires_grad_(False)
+        layer.train = functools.partial(stay_in_eval, layer)
+        layer.eval()
+    return model
+
+
+def _freeze_no_requires_grad(model):
+    from torch import nn
+
+    def stay_in_eval(layer, mode=True):
+        return nn.Module.train(layer, False)
+
+    for layer in _bn_modules(model):
+        layer.train = functools.partial(stay_in_eval, layer)
+        layer.eval()
+    return model
+
+
+def _freeze_only_2d(model):
+    from torch import nn
+
+    def stay_in_eval(layer, mode=True):
+        return nn.Module.train(layer, False)
+
+    for layer in _bn_modules(model, (nn.BatchNorm2d,)):
+        for parameter in layer.parameters():
+            parameter.requires_grad_(False)
+            parameter.grad = None
+        layer.train = functools.partial(stay_in_eval, layer)
+        layer.eval()
+    return model
+
+
+FREEZE_REQUIRES_GRAD_ONLY = Mistake(
+    "requires_grad=False alone: that stops the weight updates but not the running statistics, which a "
+    "BatchNorm layer in training mode overwrites in every forward pass",
+    {"freeze_batchnorm": _freeze_requires_grad_only})
+FREEZE_EVAL_ONLY = Mistake(
+    "eval() on the BatchNorm layers, once: the next model.train() puts them back in training mode",
+    {"freeze_batchnorm": _freeze_eval_only})
+FREEZE_EVAL_AND_REQUIRES_GRAD = Mistake(
+    "eval() and requires_grad=False, once: the next model.train() puts the layers back in training mode and "
+    "their running statistics drift", {"freeze_batchnorm": _freeze_eval_and_requires_grad})
+FREEZE_MOMENTUM_ZERO = Mistake(
+    "momentum=0: the running statistics stay put, but in training mode the layers still normalize with the "
+    "batch statistics", {"freeze_batchnorm": _freeze_momentum_zero})
+FREEZE_STALE_GRADIENTS = Mistake(
+    "gradients left on the frozen parameters: an optimizer still applies weight decay and momentum to a "
+    "parameter whose .grad is a tensor of zeros; set .grad to None", {"freeze_batchnorm": _freeze_keeps_stale_gradients})
+FREEZE_NO_REQUIRES_GRAD = Mistake(
+    "BatchNorm's weight and bias still trainable: switch off their gradients with requires_grad_(False)",
+    {"freeze_batchnorm": _freeze_no_requires_grad})
+FREEZE_ONLY_2D = Mistake(
+    "only torch.nn.BatchNorm2d layers frozen: BatchNorm1d (and 3d) layers are BatchNorm layers too; test "
+    "isinstance(module, torch.nn.modules.batchnorm._BatchNorm)", {"freeze_batchnorm": _freeze_only_2d})
+
+_FREEZE_MISTAKES = (FREEZE_REQUIRES_GRAD_ONLY, FREEZE_EVAL_ONLY, FREEZE_EVAL_AND_REQUIRES_GRAD,
+                    FREEZE_MOMENTUM_ZERO, FREEZE_STALE_GRADIENTS, FREEZE_NO_REQUIRES_GRAD, FREEZE_ONLY_2D)
+
+# ---------------------------------------------------------------------------
+# The reference
+
+
+def reference() -> Namespace:
+    import torch
+
+    def fuse_conv_bn(conv, bn):
+        return torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
+
+    return {"fuse_conv_bn": fuse_conv_bn, "merge_batch_stats": _reference_merge,
+            "freeze_batchnorm": _reference_freeze}
+
+
+# ---------------------------------------------------------------------------
+
+_FORBIDDEN_FUSION = (
+    "torch.nn.utils.fusion",
+    "torch.nn.utils.fusion.fuse_conv_bn_eval",
+    "torch.nn.utils.fusion.fuse_conv_bn_weights",
+    "torch.nn.utils.fuse_conv_bn_eval",
+    "torch.nn.utils.fuse_conv_bn_weights",
+    "torch.ao.quantization.fuse_modules",
+    "torch.ao.quantization.fuse_conv_bn",
+    "torch.ao.quantization.fuser_method_mappings.fuse_conv_bn",
+    "torch.quantization.fuse_modules",
+    "torch.fx.experimental.optimization.fuse",
+)
+
+ASSIGNMENT = Assignment(
+    name="pitfalls",
+    reference=reference,
+    tests={
+        "test_fuse_conv_bn": (
+            Probe("a 3x3 convolution with bias and padding 1", ("fuse_conv_bn",),
+                  _fuse_probe(10, _conv(3, 5, 3, padding=1), {}, (2, 3, 6, 7)),
+                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS),
+            Probe("a convolution without bias, non-square kernel, stride 2, padding 2, dilation 2",
+                  ("fuse_conv_bn",),
+                  _fuse_probe(11, _conv(2, 4, (3, 2), stride=2, padding=2, dilation=2, bias=False), {},
+                              (3, 2, 9, 8)),
+                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS),
+            Probe("a grouped convolution (groups=2) with bias", ("fuse_conv_bn",),
+                  _fuse_probe(12, _conv(4, 6, 3, groups=2, padding=1), {}, (2, 4, 5, 5)),
+                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS),
+            Probe("a depthwise convolution without bias and reflect padding", ("fuse_conv_bn",),
+                  _fuse_probe(13, _conv(4, 4, 3, groups=4, padding=1, padding_mode="reflect", bias=False), {},
+                              (2, 4, 5, 6)),
+                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS),
+            Probe("BatchNorm with affine=False", ("fuse_conv_bn",),
+                  _fuse_probe(14, _conv(3, 4, 1), {"affine": False}, (2, 3, 4, 4)),
+                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS),
+            Probe("BatchNorm with eps=0.5 and tiny running variances", ("fuse_conv_bn",),
+                  _fuse_probe(15, _conv(2, 3, 3, bias=False), {"eps": 0.5, "_spread": 1e-3}, (2, 2, 5, 5)),
+                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS),
+        ),
+        "test_merge_batch_stats": (
+            Probe("four shards of 3, 8, 1 and 20 samples from different distributions", ("merge_batch_stats",),
+                  _merge_probe(20, [3, 8, 1, 20], 5), mistakes=_MERGE_MISTAKES, labels=_MERGE_LABELS),
+            Probe("three shards of equal size", ("merge_batch_stats",),
+                  _merge_probe(21, [6, 6, 6], 4), mistakes=_MERGE_MISTAKES, labels=_MERGE_LABELS),
+            Probe("two shards of 2 and 30 samples, counts as a float tensor", ("merge_batch_stats",),
+                  _merge_probe(22, [2, 30], 3, counts_dtype="float64"), mistakes=_MERGE_MISTAKES,
+                  labels=_MERGE_LABELS),
+            Probe("a single shard", ("merge_batch_stats",),
+                  _merge_probe(23, [7], 6), mistakes=_MERGE_MISTAKES, labels=_MERGE_LABELS),
+            Probe("float32 shards whose means (about 1000) are large compared to their spread",
+                  ("merge_batch_stats",),
+                  _merge_probe(24, [16, 48, 32, 8], 6, offset=1000.0, spread=0.1, dtype="float32"),
+                  rtol=1e-4, atol=1e-6, mistakes=_MERGE_MISTAKES, labels=_MERGE_LABELS),
+        ),
+        "test_freeze_batchnorm": (
+            _LabelledProbe("fine-tuning with SGD (momentum, weight decay) over all parameters, model.train() "
+                           "every epoch", ("freeze_batchnorm",), _freeze_probe(30, "sgd"),
+                           mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS),
+            _LabelledProbe("fine-tuning with AdamW (weight decay), a BatchNorm2d with affine=False",
+                           ("freeze_batchnorm",), _freeze_probe(31, "adamw", affine_last=False),
+                           mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS),
+            _LabelledProbe("an optimizer created before the freeze, after two training steps, with "
+                           "zero_grad(set_to_none=False)", ("freeze_batchnorm",),
+                           _freeze_probe(32, "sgd", before_freeze=2, set_to_none=False),
+                           mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS),
+            _LabelledProbe("state dicts and a deep copy of the frozen model", ("freeze_batchnorm",),
+                           _checkpoint_probe(33), mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS),
+        ),
+    },
+    forbidden={
+        "fuse_conv_bn": _FORBIDDEN_FUSION,
+        "merge_batch_stats": ("torch.batch_norm_gather_stats_with_counts", "torch.batch_norm_gather_stats",
+                              "torch.nn.SyncBatchNorm"),
+    },
+)

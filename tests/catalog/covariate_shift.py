@@ -1,0 +1,150 @@
+"""Wrong implementations of the covariate_shift exercises that real students write."""
+
+from tests.catalog import WrongImplementation as W
+
+_STATS = '''
+def layer_input_stats(model, x):
+    rows = {{}}
+
+    def recorder(name):
+        def hook(module, args, output):
+            {record}
+        return hook
+
+    handles = [module.register_forward_hook(recorder(name))
+               for name, module in {modules} if isinstance(module, nn.Linear)]
+    {run}
+
+    stats = {{}}
+    for name, chunks in rows.items():
+        values = torch.cat(chunks)
+        {stats}
+    return stats
+'''
+
+_RECORD = """value = args[0].detach()
+rows.setdefault(name, []).append(value.reshape(-1, value.shape[-1]))"""
+_RUN = """try:
+    model(x)
+finally:
+    for handle in handles:
+        handle.remove()"""
+_STATS_LINE = "stats[name] = (values.mean(dim=0), values.std(dim=0, correction=0))"
+
+
+def _indent(text: str, spaces: int) -> str:
+    return text.strip().replace("\n", "\n" + " " * spaces)
+
+
+def _stats(record: str = _RECORD, modules: str = "model.named_modules()", run: str = _RUN,
+           stats: str = _STATS_LINE) -> str:
+    return _STATS.format(record=_indent(record, 12), modules=modules, run=_indent(run, 4),
+                         stats=_indent(stats, 8))
+
+
+_LANDSCAPE = '''
+def loss_along_gradient(model, loss_fn, x, y, step_sizes):
+    {setup}
+    params = [p for p in probe.parameters() if p.requires_grad]
+
+    def loss_and_gradient():
+        loss = loss_fn(probe(x), y)
+        {gradient}
+        return loss.detach(), torch.cat([grad.reshape(-1) for grad in grads])
+
+    start = [p.detach().clone() for p in params]
+    _, g = loss_and_gradient()
+    direction = [piece.view_as(p) for piece, p in zip(g.split([p.numel() for p in params]), params)]
+
+    losses, changes = [], []
+    for eta in step_sizes:
+        with torch.no_grad():
+            for p, p0, d in zip(params, start, direction):
+                {step}
+        loss, g_eta = loss_and_gradient()
+        losses.append(loss)
+        {change}
+    {finish}
+    return torch.stack(losses), torch.stack(changes)
+'''
+
+_SETUP = "probe = copy.deepcopy(model)"
+_GRADIENT = "grads = torch.autograd.grad(loss, params)"
+_STEP = "p.copy_(p0 - eta * d)"
+_CHANGE = "changes.append(torch.linalg.vector_norm(g_eta - g))"
+
+
+def _landscape(setup: str = _SETUP, gradient: str = _GRADIENT, step: str = _STEP, change: str = _CHANGE,
+               finish: str = "") -> str:
+    return _LANDSCAPE.format(setup=_indent(setup, 4), gradient=_indent(gradient, 8), step=_indent(step, 16),
+                             change=_indent(change, 8), finish=_indent(finish, 4) or "pass")
+
+
+WRONG = [
+    # layer_input_stats
+    W("unbiased-std", "layer_input_stats", _stats(
+        stats="stats[name] = (values.mean(dim=0), values.std(dim=0))")),
+    W("statistics-per-sample", "layer_input_stats", _stats(
+        stats="stats[name] = (values.mean(dim=1), values.std(dim=1, correction=0))")),
+    W("first-dimension-only", "layer_input_stats", _stats(
+        record="rows.setdefault(name, []).append(args[0].detach())")),
+    W("top-level-modules-only", "layer_input_stats", _stats(modules="model.named_children()")),
+    W("last-call-overwrites", "layer_input_stats", _stats(
+        record="""value = args[0].detach()
+rows[name] = [value.reshape(-1, value.shape[-1])]""")),
+    W("output-instead-of-input", "layer_input_stats", _stats(
+        record="""value = output.detach()
+rows.setdefault(name, []).append(value.reshape(-1, value.shape[-1]))""")),
+    W("hooks-never-removed", "layer_input_stats", _stats(run="model(x)")),
+    W("hooks-not-removed-on-error", "layer_input_stats", _stats(run="""model(x)
+for handle in handles:
+    handle.remove()""")),
+    W("forward-in-eval-mode", "layer_input_stats", _stats(run="""model.eval()
+try:
+    with torch.no_grad():
+        model(x)
+finally:
+    for handle in handles:
+        handle.remove()""")),
+    W("eval-mode-restored-to-train", "layer_input_stats", _stats(run="""model.eval()
+try:
+    model(x)
+finally:
+    model.train()
+    for handle in handles:
+        handle.remove()""")),
+    W("graph-kept", "layer_input_stats", _stats(
+        record="""value = args[0]
+rows.setdefault(name, []).append(value.reshape(-1, value.shape[-1]))""")),
+    W("all-hooks-cleared", "layer_input_stats", _stats(run="""try:
+    model(x)
+finally:
+    for module in model.modules():
+        module._forward_hooks.clear()""")),
+    # loss_along_gradient
+    W("uphill-step", "loss_along_gradient", _landscape(step="p.copy_(p0 + eta * d)")),
+    W("cumulative-steps", "loss_along_gradient", _landscape(step="p.sub_(eta * d)")),
+    W("sum-of-parameter-norms", "loss_along_gradient", _landscape(
+        change="""sizes = [p.numel() for p in params]
+changes.append(sum(torch.linalg.vector_norm(a - b)
+                   for a, b in zip(g_eta.split(sizes), g.split(sizes))))""")),
+    W("squared-norm", "loss_along_gradient", _landscape(change="changes.append(((g_eta - g) ** 2).sum())")),
+    W("normalized-direction", "loss_along_gradient", _landscape(step="p.copy_(p0 - eta * d / g.norm())")),
+    W("measured-in-eval-mode", "loss_along_gradient", _landscape(setup="""probe = copy.deepcopy(model)
+probe.eval()""")),
+    W("backward-accumulates-into-grad", "loss_along_gradient", _landscape(
+        setup="probe = model",
+        gradient="""loss.backward()
+grads = [p.grad.clone() for p in params]""",
+        finish="""with torch.no_grad():
+    for p, p0 in zip(params, start):
+        p.copy_(p0)""")),
+    W("model-left-at-last-step", "loss_along_gradient", _landscape(setup="probe = model")),
+    W("running-statistics-not-restored", "loss_along_gradient", _landscape(
+        setup="probe = model",
+        finish="""with torch.no_grad():
+    for p, p0 in zip(params, start):
+        p.copy_(p0)""")),
+    W("gradient-keeps-graph", "loss_along_gradient", _landscape(
+        gradient="grads = torch.autograd.grad(loss, params, create_graph=True)")),
+]

@@ -1,0 +1,235 @@
+"""Wrong implementations of the pitfalls exercises that real students write."""
+
+from tests.catalog import WrongImplementation as W
+
+_FUSE = '''
+def fuse_conv_bn(conv, bn):
+    mean, var = bn.running_mean, bn.running_var
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(var)
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(mean)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(mean)
+    fused = copy.deepcopy(conv)
+    {body}
+    return fused
+'''
+
+
+def _fuse(body: str) -> str:
+    return _FUSE.format(body=body.strip().replace("\n", "\n    "))
+
+
+_MERGE = '''
+def merge_batch_stats(means, variances, counts):
+    weights = counts.to(means.dtype).reshape(-1, 1)
+    total = weights.sum()
+    {body}
+    return mean, var
+'''
+
+
+def _merge(body: str) -> str:
+    return _MERGE.format(body=body.strip().replace("\n", "\n    "))
+
+
+_FREEZE = '''
+def freeze_batchnorm(model):
+    def stay_in_eval(layer, mode=True):
+        return nn.Module.train(layer, False)
+
+    {body}
+    return model
+'''
+
+
+def _freeze(body: str) -> str:
+    return _FREEZE.format(body=body.strip().replace("\n", "\n    "))
+
+
+WRONG = [
+    # ----------------------------------------------------------------- fuse_conv_bn
+    W("fuse-eps-ignored", "fuse_conv_bn", _fuse("""
+with torch.no_grad():
+    scale = gamma / torch.sqrt(var)
+    fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
+    fused.bias = nn.Parameter((bias - mean) * scale + beta)
+""")),
+    W("fuse-conv-bias-dropped", "fuse_conv_bn", _fuse("""
+with torch.no_grad():
+    scale = gamma / torch.sqrt(var + bn.eps)
+    fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
+    fused.bias = nn.Parameter(beta - mean * scale)
+""")),
+    W("fuse-conv-bias-not-scaled", "fuse_conv_bn", _fuse("""
+with torch.no_grad():
+    scale = gamma / torch.sqrt(var + bn.eps)
+    fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
+    fused.bias = nn.Parameter(bias + beta - mean * scale)
+""")),
+    W("fuse-variance-not-std", "fuse_conv_bn", _fuse("""
+with torch.no_grad():
+    scale = gamma / (var + bn.eps)
+    fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
+    fused.bias = nn.Parameter((bias - mean) * scale + beta)
+""")),
+    W("fuse-new-conv-loses-settings", "fuse_conv_bn", '''
+def fuse_conv_bn(conv, bn):
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                      stride=conv.stride, padding=conv.padding).to(conv.weight.dtype)
+    with torch.no_grad():
+        scale = gamma / torch.sqrt(bn.running_var + bn.eps)
+        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        fused.bias.copy_((bias - bn.running_mean) * scale + beta)
+    return fused
+'''),
+    W("fuse-modifies-conv-in-place", "fuse_conv_bn", '''
+def fuse_conv_bn(conv, bn):
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
+    with torch.no_grad():
+        scale = gamma / torch.sqrt(bn.running_var + bn.eps)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        new_bias = (bias - bn.running_mean) * scale + beta
+        conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+        conv.bias = nn.Parameter(new_bias)
+    return conv
+'''),
+    W("fuse-assumes-affine", "fuse_conv_bn", '''
+def fuse_conv_bn(conv, bn):
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused = copy.deepcopy(conv)
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
+        fused.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+    return fused
+'''),
+    W("fuse-no-bias-when-conv-has-none", "fuse_conv_bn", _fuse("""
+with torch.no_grad():
+    scale = gamma / torch.sqrt(var + bn.eps)
+    fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
+    if conv.bias is not None:
+        fused.bias = nn.Parameter((bias - mean) * scale + beta)
+""")),
+    W("fuse-uses-torch-fusion", "fuse_conv_bn", '''
+def fuse_conv_bn(conv, bn):
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    return fuse_conv_bn_eval(conv, bn)
+'''),
+    # ------------------------------------------------------------ merge_batch_stats
+    W("merge-plain-averages", "merge_batch_stats", _merge("""
+mean = means.mean(dim=0)
+var = variances.mean(dim=0)
+""")),
+    W("merge-averages-variances", "merge_batch_stats", _merge("""
+mean = (weights * means).sum(dim=0) / total
+var = (weights * variances).sum(dim=0) / total
+""")),
+    W("merge-equal-weight-between-term", "merge_batch_stats", _merge("""
+mean = (weights * means).sum(dim=0) / total
+var = (weights * variances).sum(dim=0) / total + ((means - mean) ** 2).mean(dim=0)
+""")),
+    W("merge-sum-of-squares", "merge_batch_stats", _merge("""
+mean = (weights * means).sum(dim=0) / total
+var = (weights * (variances + means ** 2)).sum(dim=0) / total - mean ** 2
+""")),
+    W("merge-unbiased", "merge_batch_stats", _merge("""
+mean = (weights * means).sum(dim=0) / total
+var = (weights * (variances + (means - mean) ** 2)).sum(dim=0) / (total - 1)
+""")),
+    W("merge-modifies-input", "merge_batch_stats", _merge("""
+mean = (weights * means).sum(dim=0) / total
+variances += (means - mean) ** 2
+var = (weights * variances).sum(dim=0) / total
+""")),
+    # ------------------------------------------------------------- freeze_batchnorm
+    W("freeze-requires-grad-only", "freeze_batchnorm", _freeze("""
+for layer in bn_layers(model):
+    layer.requires_grad_(False)
+""")),
+    W("freeze-eval-once", "freeze_batchnorm", _freeze("""
+for layer in bn_layers(model):
+    layer.eval()
+    layer.requires_grad_(False)
+""")),
+    W("freeze-momentum-zero", "freeze_batchnorm", _freeze("""
+for layer in bn_layers(model):
+    layer.momentum = 0.0
+    layer.requires_grad_(False)
+""")),
+    W("freeze-no-running-stats-tracking", "freeze_batchnorm", _freeze("""
+for layer in bn_layers(model):
+    layer.track_running_stats = False
+    layer.requires_grad_(False)
+    layer.eval()
+""")),
+    W("freeze-keeps-stale-gradients", "freeze_batchnorm", _freeze("""
+for layer in bn_layers(model):
+    layer.requires_grad_(False)
+    layer.train = functools.partial(stay_in_eval, layer)
+    layer.eval()
+""")),
+    W("freeze-parameters-still-trainable", "freeze_batchnorm", _freeze("""
+for layer in bn_layers(model):
+    layer.train = functools.partial(stay_in_eval, layer)
+    layer.eval()
+""")),
+    W("freeze-only-batchnorm2d", "freeze_batchnorm", _freeze("""
+for layer in model.modules():
+    if isinstance(layer, nn.BatchNorm2d):
+        for parameter in layer.parameters():
+            parameter.requires_grad_(False)
+            parameter.grad = None
+        layer.train = functools.partial(stay_in_eval, layer)
+        layer.eval()
+""")),
+    W("freeze-whole-model", "freeze_batchnorm", _freeze("""
+model.requires_grad_(False)
+for layer in bn_layers(model):
+    for parameter in layer.parameters():
+        parameter.grad = None
+    layer.train = functools.partial(stay_in_eval, layer)
+    layer.eval()
+""")),
+    W("freeze-returns-a-copy", "freeze_batchnorm", '''
+def freeze_batchnorm(model):
+    def stay_in_eval(layer, mode=True):
+        return nn.Module.train(layer, False)
+
+    model = copy.deepcopy(model)
+    for layer in bn_layers(model):
+        layer.requires_grad_(False)
+        layer.train = functools.partial(stay_in_eval, layer)
+        layer.eval()
+    return model
+'''),
+    W("freeze-replaces-layers-with-buffers", "freeze_batchnorm", '''
+def freeze_batchnorm(model):
+    class FrozenBatchNorm(nn.Module):
+        def __init__(self, bn):
+            super().__init__()
+            n = bn.num_features
+            weight = bn.weight if bn.weight is not None else torch.ones(n, dtype=bn.running_mean.dtype)
+            bias = bn.bias if bn.bias is not None else torch.zeros(n, dtype=bn.running_mean.dtype)
+            self.register_buffer("weight", weight.detach().clone())
+            self.register_buffer("bias", bias.detach().clone())
+            self.register_buffer("running_mean", bn.running_mean.clone())
+            self.register_buffer("running_var", bn.running_var.clone())
+            self.eps = bn.eps
+
+        def forward(self, x):
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            scale = self.weight / torch.sqrt(self.running_var + self.eps)
+            shift = self.bias - self.running_mean * scale
+            return x * scale.reshape(shape) + shift.reshape(shape)
+
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(model, name, FrozenBatchNorm(child))
+        else:
+            freeze_batchnorm(child)
+    return model
+'''),
+]

@@ -1,0 +1,256 @@
+"""``python -m autograder grade``: a small, messy class graded end to end.
+
+One run of the command on a folder with right, wrong, unfinished, broken and
+misbehaving submissions (crash, os._exit, endless loop, memory hog, writes
+outside its folder, network), odd names, then a re-run (nothing new: nothing
+graded), a changed submission (only that one regraded) and a zip of loose
+files. Checks grades.csv, report.html, the gradebook and the feedback files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# One class graded once per module: keep these tests on one xdist worker
+# (effective with `--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("grading-cli")
+
+from tests.fake_class import POINTS, as_zip, hidden_test_lines, notebook, write, wrong_forward
+
+ROOT = Path(__file__).resolve().parent.parent
+LIMITS = ["--cell-seconds", "4", "--notebook-seconds", "25", "--memory-mb", "1024"]
+
+ESCAPE = """
+import os, socket, autograder
+root = os.path.dirname(os.path.dirname(autograder.__file__))
+for path in (root + "/ESCAPED.txt", root + "/autograder/checks/ESCAPED.py", "/tmp/ESCAPED-grading.txt"):
+    try:
+        open(path, "w").write("x")
+    except OSError:
+        pass
+try:
+    socket.create_connection(("127.0.0.1", PORT), timeout=2).sendall(b"LEAK")
+except OSError:
+    pass
+"""
+
+
+def copy_course(destination: Path) -> Path:
+    for name in ("solutions", "exercises", "autograder"):
+        shutil.copytree(ROOT / name, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "nbgrader_config.py", destination)
+    return destination
+
+
+def grade(course: Path, submissions: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-m", "autograder", "grade", "bn_math", str(submissions), "--jobs", "2",
+                           *LIMITS, *extra], cwd=course, env=env, capture_output=True, text=True, timeout=600)
+
+
+def rows(course: Path) -> dict[str, dict[str, str]]:
+    with open(course / "grading" / "bn_math" / "grades.csv", encoding="utf-8") as handle:
+        return {row["student_id"]: row for row in csv.DictReader(handle)}
+
+
+@pytest.fixture(scope="module")
+def listener():
+    """A TCP server on the host: a sandbox that reaches it has network access."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    received: list[bytes] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            received.append(connection.recv(16))
+            connection.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1], received
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, listener):
+    port, _ = listener
+    course = copy_course(tmp_path_factory.mktemp("course"))
+    subs = tmp_path_factory.mktemp("subs")
+    write(notebook(), subs / "alice" / "bn_math.ipynb")
+    write(notebook(solved=False), subs / "bob" / "bn_math.ipynb")
+    write(notebook({"batchnorm_forward": wrong_forward()}), subs / "José Núñez" / "bn_math (1).ipynb")
+    write("{not json", subs / "carol" / "bn_math.ipynb")
+    write("", subs / "dave" / "bn_math.ipynb")
+    write(notebook(), subs / "erin" / "homework.ipynb")
+    write(notebook(after={"test_batchnorm_forward": ["import os\nos._exit(0)"]}), subs / "frank" / "bn_math.ipynb")
+    write(notebook(after={"test_batchnorm_backward": [
+        "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"]}),
+        subs / "grace" / "bn_math.ipynb")
+    write(notebook(after={"test_batchnorm_forward": ["hog = [bytearray(10**8) for _ in range(100)]"]}),
+          subs / "heidi" / "bn_math.ipynb")
+    write(notebook(before_first_test=[ESCAPE.replace("PORT", str(port))]), subs / "ivan" / "bn_math.ipynb")
+    write(notebook(after={"batchnorm_forward": ["import ctypes\nctypes.string_at(0)"]}),
+          subs / "judy" / "bn_math.ipynb")
+    (subs / "notes.txt").write_text("not a submission")
+    first = grade(course, subs)
+    return course, subs, first
+
+
+def test_every_student_has_a_row_with_a_status(graded):
+    course, _, first = graded
+    assert first.returncode == 0, first.stderr[-3000:]
+    table = rows(course)
+    assert set(table) == {"alice", "bob", "José_Núñez", "carol", "dave", "erin", "frank", "grace", "heidi",
+                          "ivan", "judy"}
+    header = list(next(iter(table.values())))
+    assert header[:5] == ["student_id", *POINTS]
+    assert header[-4:] == ["total", "max_score", "status", "reasons"]
+    assert all(float(row["max_score"]) == 12.0 for row in table.values())
+
+
+def test_scores(graded):
+    course, _, _ = graded
+    table = rows(course)
+    total = {student: float(row["total"]) for student, row in table.items()}
+    assert total["alice"] == 12.0 and table["alice"]["status"] == "graded" and table["alice"]["reasons"] == ""
+    assert total["bob"] == 0.0
+    assert float(table["José_Núñez"]["test_batchnorm_forward"]) < 3.0
+    assert 0 < total["José_Núñez"] < 12
+    assert total["carol"] == total["dave"] == total["erin"] == 0.0
+
+
+def test_broken_input_gets_one_clear_reason(graded):
+    course, _, _ = graded
+    table = rows(course)
+    assert table["carol"]["status"] == "error" and "not a valid notebook" in table["carol"]["reasons"]
+    assert table["dave"]["status"] == "error" and "empty" in table["dave"]["reasons"]
+    assert table["erin"]["status"] == "error" and "no notebook of that name" in table["erin"]["reasons"]
+    assert "José Núñez" in table["José_Núñez"]["reasons"]  # how the id was made
+    assert "graded as bn_math.ipynb" in table["José_Núñez"]["reasons"]
+
+
+def test_misbehaving_notebooks_keep_what_they_earned(graded):
+    course, _, _ = graded
+    table = rows(course)
+    # os._exit right after the forward test: the forward points, nothing after.
+    assert float(table["frank"]["test_batchnorm_forward"]) == 3.0
+    assert float(table["frank"]["total"]) == 3.0
+    assert "exited early" in table["frank"]["reasons"]
+    # An endless loop that ignores the cell alarm: stopped by the notebook limit
+    # after the forward and backward tests ran.
+    assert float(table["grace"]["total"]) == 7.0
+    assert "more than 25 s" in table["grace"]["reasons"]
+    # Unbounded allocation: a MemoryError in that cell, the rest graded.
+    assert float(table["heidi"]["total"]) == 12.0
+    assert "MemoryError" in table["heidi"]["reasons"]
+    # A segfault in a cell after the forward pass: the forward function was
+    # defined but its test comes after the crash.
+    assert float(table["judy"]["total"]) == 0.0
+    assert "crashed" in table["judy"]["reasons"] or "exited" in table["judy"]["reasons"]
+
+
+def test_a_submission_cannot_write_outside_or_reach_the_network(graded, listener):
+    course, _, _ = graded
+    _, received = listener
+    assert float(rows(course)["ivan"]["total"]) == 12.0
+    assert not (course / "ESCAPED.txt").exists()
+    assert not (course / "autograder" / "checks" / "ESCAPED.py").exists()
+    assert not Path("/tmp/ESCAPED-grading.txt").exists()
+    assert received == []
+
+
+def test_gradebook_holds_the_same_grades(graded):
+    from nbgrader.api import Gradebook
+
+    course, _, _ = graded
+    table = rows(course)
+    with Gradebook(f"sqlite:///{course}/gradebook.db") as gb:
+        for student, row in table.items():
+            assert gb.find_submission("bn_math", student).score == pytest.approx(float(row["total"]))
+
+
+def test_report_has_figures_and_frequent_failures(graded):
+    course, _, _ = graded
+    report = (course / "grading" / "bn_math" / "report.html").read_text(encoding="utf-8")
+    assert report.count("data:image/png;base64,") == 1 + len(POINTS)
+    assert "Most frequent failures" in report
+    assert "not implemented yet" in report
+    assert "http://" not in report and "https://" not in report
+    assert "no notebook of that name" in report
+
+
+def test_feedback_has_no_hidden_test_and_no_remote_script(graded):
+    course, _, _ = graded
+    files = sorted((course / "feedback").glob("*/bn_math/bn_math.html"))
+    assert {f.parts[-3] for f in files} >= {"alice", "bob", "José_Núñez", "frank", "grace"}
+    hidden = hidden_test_lines()
+    assert hidden
+    for file in files:
+        text = file.read_text(encoding="utf-8")
+        for line in hidden:
+            assert line not in text, (file, line)
+        assert "BEGIN HIDDEN TESTS" not in text
+        assert "<script src=\"http" not in text and "<script src='http" not in text
+    bob = (course / "feedback" / "bob" / "bn_math" / "bn_math.html").read_text(encoding="utf-8")
+    assert "not implemented yet" in bob
+
+
+def test_rerun_grades_only_what_changed(graded, tmp_path):
+    course, subs, _ = graded
+    again = grade(course, subs)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 graded, 11 unchanged" in again.stdout
+    changed = notebook()
+    changed["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "I also tried eps=0."})
+    write(changed, subs / "alice" / "bn_math.ipynb")  # alice resubmitted
+    third = grade(course, subs)
+    assert "1 graded, 10 unchanged" in third.stdout
+    assert float(rows(course)["alice"]["total"]) == 12.0
+    assert float(rows(course)["bob"]["total"]) == 0.0
+
+
+def test_a_zip_of_loose_files_with_odd_names(graded, tmp_path):
+    course, _, _ = graded
+    archive = as_zip({
+        "export/kim_bn_math.ipynb": notebook(),
+        "export/lee_attempt_2.ipynb": notebook({"batchnorm_forward": wrong_forward()}),
+        "export/__MACOSX/._kim_bn_math.ipynb": "junk",
+        "export/readme.txt": "hello",
+        "export/noseparator.ipynb": notebook(),
+        "export/../escape_x.ipynb": notebook(),
+    }, tmp_path / "class.zip")
+    done = grade(course, archive, "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(tmp_path / "out" / "grades.csv", encoding="utf-8") as handle:
+        table = {row["student_id"]: row for row in csv.DictReader(handle)}
+    assert float(table["kim"]["total"]) == 12.0
+    assert float(table["lee"]["test_batchnorm_forward"]) == 0.0
+    assert "noseparator" not in table and "escape" not in table
+    assert "noseparator.ipynb" in done.stdout and "leaves the archive" in done.stdout
+    assert not (tmp_path / "escape_x.ipynb").exists()
+
+
+def test_unknown_assignment_and_missing_folder_are_one_line_errors(graded, tmp_path):
+    course, subs, _ = graded
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for args in (["grade", "no_such", str(subs)], ["grade", "bn_math", str(tmp_path / "missing")]):
+        done = subprocess.run([sys.executable, "-m", "autograder", *args], cwd=course, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2
+        assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error: ")
+    assert json.loads((course / "grading" / "bn_math" / "state.json").read_text())["students"]

@@ -1,0 +1,55 @@
+"""Comparing a student's outputs with the reference: what the student is told."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autograder.checks.core import compare, matches
+from autograder.hidden import run_probe
+from autograder.verdicts import StudentResult, judge
+
+RTOL, ATOL = 1e-6, 1e-8
+
+
+def test_equal_outputs_have_no_problem():
+    assert matches({"out": np.ones(3)}, {"out": np.ones(3) + 1e-12}, RTOL, ATOL)
+
+
+def test_a_wrong_shape_is_named_with_both_shapes():
+    [(key, problem)] = compare({"out": np.ones((2, 3))}, {"out": np.ones((3, 2))}, RTOL, ATOL)
+    assert key == "out" and "(3, 2)" in problem and "(2, 3)" in problem
+
+
+def test_a_numeric_difference_says_how_many_entries_and_how_large():
+    [(_, problem)] = compare({"out": np.zeros(4)}, {"out": np.array([0, 0, 0.5, 0])}, RTOL, ATOL)
+    assert "1 of 4 entries" in problem and "0.5" in problem
+
+
+def test_nan_is_reported_as_such():
+    [(_, problem)] = compare({"out": np.zeros(2)}, {"out": np.array([0, np.nan])}, RTOL, ATOL)
+    assert "NaN" in problem
+
+
+def test_missing_output_and_missing_exception():
+    problems = dict(compare({"out": np.zeros(2), "raised": np.array("ValueError")}, {}, RTOL, ATOL))
+    assert problems["out"] == "is missing"
+    assert "should raise ValueError" in problems["raised"]
+
+
+def test_a_wrong_forward_is_diagnosed_as_the_unbiased_variance():
+    def unbiased(x, gamma, beta, eps=1e-5):
+        x_hat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0, ddof=1) + eps)
+        return gamma * x_hat + beta, None
+
+    from autograder.checks import load_assignment
+
+    probe = load_assignment("bn_math").tests["test_batchnorm_forward"][1]
+    result = run_probe(probe.run, {"batchnorm_forward": unbiased}, probe.targets)
+    outcome = judge("bn_math", "test_batchnorm_forward", 1, result)
+    assert not outcome.passed
+    assert "batch of 2" in outcome.message and "unbiased variance" in outcome.message
+
+
+def test_a_student_error_is_reported_without_the_reference():
+    outcome = judge("bn_math", "test_batchnorm_forward", 0, StudentResult(error="raised KeyError: 'x'"))
+    assert not outcome.passed and "KeyError" in outcome.message
