@@ -65,6 +65,9 @@ def grade(args: argparse.Namespace) -> None:
         raise CommandError(f"no such file or folder: {source}")
     warnings.filterwarnings("ignore")  # SQLAlchemy's warnings about nbgrader's sessions are not the user's business
     logging.basicConfig(level=logging.ERROR)
+    # NbGraderAPI warns when the nbgrader exchange folder is missing: grading does not use it.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda record: "nbgrader/exchange" not in record.getMessage())
     limits = Limits(args.cell_seconds, args.notebook_seconds, args.memory_mb * 1024**2)
     try:
         summary = grade_class(args.assignment, source, root=ROOT, jobs=args.jobs, db_url=args.db,
@@ -76,6 +79,7 @@ def grade(args: argparse.Namespace) -> None:
         print(f"note: {note}")
     print(f"{summary['students']} students: {summary['graded']} graded, {summary['unchanged']} unchanged "
           f"since the last run ({summary['seconds']:.1f} s)")
+    print("time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in summary["timings"].items()))
     print(f"grades:   {summary['grades']}")
     print(f"report:   {summary['report']}")
     print(f"feedback: {summary['feedback']}/<student>/{args.assignment}/")

@@ -6,6 +6,7 @@ an in-memory notebook and knows nothing of nbgrader's files or gradebook.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,6 +52,20 @@ def static_violations(assignment: str, cells: list[str]) -> dict[str, list[str]]
         uses = forbidden_uses(cells[index], banned)
         if uses:
             violations[name] = uses
+    # A graded name whose cell calls another graded name that uses the library
+    # uses it too (a spatial backward that delegates to an autograd backward).
+    changed = True
+    while changed:
+        changed = False
+        for name in spec.forbidden:
+            index = defining_cell(cells, name)
+            if name in violations or index is None:
+                continue
+            for other, uses in list(violations.items()):
+                if re.search(rf"(?<![\w.]){re.escape(other)}\s*\(", cells[index]):
+                    violations[name] = [f"{other} (which uses {', '.join(uses)})"]
+                    changed = True
+                    break
     return violations
 
 

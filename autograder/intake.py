@@ -106,12 +106,18 @@ def _visible(path: Path) -> bool:
 
 
 def _unwrap(folder: Path) -> Path:
-    """Skip single wrapper folders (``class.zip`` -> ``class/`` -> students)."""
+    """Skip single wrapper folders (``class.zip`` -> ``class/`` -> students).
+
+    A lone folder is a wrapper when it holds folders or several notebooks; a
+    lone folder with one notebook is a class of one student.
+    """
     while True:
         children = [p for p in folder.iterdir() if _visible(p)]
-        if len(children) == 1 and children[0].is_dir() and not list(children[0].glob("*.ipynb")):
-            folder = children[0]
-            continue
+        if len(children) == 1 and children[0].is_dir():
+            inside = [p for p in children[0].iterdir() if _visible(p)]
+            if any(p.is_dir() for p in inside) or sum(p.suffix == ".ipynb" for p in inside) > 1:
+                folder = children[0]
+                continue
         return folder
 
 

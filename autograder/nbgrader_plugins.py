@@ -185,6 +185,9 @@ class ExecuteAndVerify(Execute):
                 self._kernel_dir = ""
         assignment = resources.get("nbgrader", {}).get("assignment")
         if assignment in ASSIGNMENT_IDS:
+            from autograder.sandbox import shared_fork_server
+
+            shared_fork_server()  # NumPy and PyTorch imported once for every notebook of this command
             limits = Limits(self.cell_seconds, self.notebook_seconds, self.memory_megabytes * 1024**2)
             apply_verdicts(nb, grade_notebook(nb, assignment, limits))
         return nb, resources
@@ -252,14 +255,15 @@ class HideHiddenTests(Preprocessor):
             return cell, resources
         cell.source, hidden = self._strip(cell.source)
         graded = bool(cell.metadata.get("nbgrader", {}).get("grade"))
+
+        def leaks(text: str) -> bool:
+            return self.begin in text or any(line in text for line in hidden)
+
         for output in cell.get("outputs", []):
-            if output.get("output_type") != "error":
-                continue
-            if graded or any(line in "\n".join(output.get("traceback", [])) for line in hidden):
+            if output.get("output_type") == "error" and leaks("\n".join(output.get("traceback", []))):
                 output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
-        if graded and hidden:
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "stream":
-                    output["text"] = "\n".join(line for line in output.get("text", "").splitlines()
-                                               if line.strip() not in hidden)
+            elif output.get("output_type") == "stream" and graded and hidden:
+                text = output.get("text", "")
+                text = "".join(text) if isinstance(text, list) else text
+                output["text"] = "\n".join(line for line in text.splitlines() if not leaks(line))
         return cell, resources

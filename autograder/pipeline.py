@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -196,30 +197,74 @@ def load_config(root: Path, db_url: str | None):
     return config if isinstance(config, Config) else Config(config)
 
 
-def ensure_assignment(course: Course, config: Any) -> None:
-    """Record the assignment and its test cells in the gradebook (nbgrader generate_assignment).
-
-    Runs only when the gradebook lacks the assignment; writes the released
-    copy to a scratch folder so that ``exercises/`` stays as committed.
-    """
-    import subprocess
-    import tempfile
-
+def _has_assignment(course: Course, config: Any) -> bool:
     from nbgrader.api import Gradebook, MissingEntry
 
     with Gradebook(course.db_url, config.CourseDirectory.get("course_id", "")) as gb:
         try:
             assignment = gb.find_assignment(course.assignment)
-            if {nb.name for nb in assignment.notebooks} >= set(course.notebooks):
-                return
         except MissingEntry:
-            pass
-    with tempfile.TemporaryDirectory(prefix="bn-release-") as scratch:
-        command = [sys.executable, "-m", "nbgrader", "generate_assignment", course.assignment, "--force",
-                   f"--db={course.db_url}", f"--CourseDirectory.release_directory={scratch}", "--log-level=WARN"]
-        done = subprocess.run(command, cwd=course.root, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"nbgrader generate_assignment {course.assignment} failed:\n{done.stderr[-2000:]}")
+            return False
+        return {nb.name for nb in assignment.notebooks} >= set(course.notebooks)
+
+
+@contextlib.contextmanager
+def gradebook_lock(db_url: str, name: str):
+    """Serialize gradebook set-up between graders: a PostgreSQL advisory lock, a file lock for SQLite."""
+    if db_url.startswith("postgresql"):
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(db_url)
+        key = int(hashlib.sha256(name.encode()).hexdigest()[:15], 16)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        engine.dispose()
+    else:
+        import fcntl
+
+        path = db_url.split("sqlite:///", 1)[-1] + ".lock" if db_url.startswith("sqlite:///") else None
+        if not path:
+            yield
+            return
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_assignment(course: Course, config: Any) -> None:
+    """Record the assignment and its test cells in the gradebook (nbgrader generate_assignment).
+
+    Runs only when the gradebook lacks the assignment; writes the released
+    copy to a scratch folder so that ``exercises/`` stays as committed. Two
+    graders starting at once on one gradebook take turns here.
+    """
+    import tempfile
+
+    if _has_assignment(course, config):
+        return
+    with gradebook_lock(course.db_url, f"bn-assignment-{course.assignment}"):
+        if _has_assignment(course, config):
+            return
+        with tempfile.TemporaryDirectory(prefix="bn-release-") as scratch:
+            from copy import deepcopy
+
+            from nbgrader.apps import NbGraderAPI
+
+            release_config = deepcopy(config)
+            release_config.CourseDirectory.release_directory = scratch
+            api = NbGraderAPI(config=release_config)
+            api.log.setLevel(logging.ERROR)
+            done = api.generate_assignment(course.assignment, force=True, create=True)
+            if not done.get("success"):
+                raise RuntimeError(f"nbgrader generate_assignment {course.assignment} failed: "
+                                   f"{_last_line(done.get('error') or done.get('log') or '')}")
 
 
 class Progress:
@@ -264,6 +309,13 @@ def grade_class(assignment: str, submissions: Path, *, root: Path = ROOT, jobs: 
     course.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
 
+    timings: dict[str, float] = {}
+
+    def lap(name: str, since: list[float] = [started]) -> None:
+        now = time.monotonic()
+        timings[name] = timings.get(name, 0.0) + now - since[0]
+        since[0] = now
+
     entries, notes = collect(submissions, assignment, notebooks)
     version = grader_version(assignment, root)
     state = _load_state(course)
@@ -272,9 +324,26 @@ def grade_class(assignment: str, submissions: Path, *, root: Path = ROOT, jobs: 
     todo = [e for e in entries if force or state["students"].get(e.student, {}).get("digest") != e.digest(version)]
     skipped = len(entries) - len(todo)
 
+    lap("intake")
+    # The fork server starts importing NumPy and PyTorch now, in parallel with what follows.
+    server = fork_server() if todo else contextlib.nullcontext()
+    server.__enter__()
+    try:
+        return _grade(course, config, entries, notes, state, version, todo, skipped, limits, jobs, progress,
+                      feedback, force, lap, timings, started)
+    finally:
+        server.__exit__(None, None, None)
+
+
+def _grade(course, config, entries, notes, state, version, todo, skipped, limits, jobs, progress, feedback,
+           force, lap, timings, started) -> dict[str, Any]:
+    root, assignment, notebooks = course.root, course.assignment, course.notebooks
     ensure_assignment(course, config)
+    lap("gradebook set-up")
     protected = {nb: source_test_cells(root, assignment, nb) for nb in notebooks}
-    warm_references(assignment)
+    if todo:
+        warm_references(assignment)
+    lap("reference outputs")
     bar = Progress(len(todo), progress)
     jobs = jobs or os.cpu_count() or 1
 
@@ -284,7 +353,8 @@ def grade_class(assignment: str, submissions: Path, *, root: Path = ROOT, jobs: 
     api = NbGraderAPI(config=api_config)
     api.log.setLevel(logging.ERROR)
     gb_lock = threading.Lock()
-    with fork_server(), ThreadPoolExecutor(max_workers=jobs) as pool:
+    lap("nbgrader set-up")
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
         pending = {}
         for entry in todo:
             pending[pool.submit(_grade_entry, entry, assignment, protected, limits)] = entry
@@ -302,13 +372,15 @@ def grade_class(assignment: str, submissions: Path, *, root: Path = ROOT, jobs: 
                 state["students"][outcome.student] = outcome.__dict__
                 _save_state(course, state)
                 bar.step(outcome.status == "graded" and not outcome.reasons)
+        lap("grading")
 
     from autograder.report import write_outputs
 
     students = [e.student for e in entries]
     paths = write_outputs(course, state, students, notes, [e for e in entries if e.notes])
+    lap("grades.csv and report")
     elapsed = time.monotonic() - started
-    return {"graded": len(todo), "unchanged": skipped, "students": len(entries), "seconds": elapsed,
+    return {"timings": timings, "graded": len(todo), "unchanged": skipped, "students": len(entries), "seconds": elapsed,
             "grades": str(paths["grades"]), "report": str(paths["report"]), "notes": notes,
             "feedback": str(root / "feedback")}
 

@@ -91,6 +91,9 @@ def _histogram(values: list[float], maximum: float, title: str) -> str:
     axes.hist(values, bins=bins, range=(0, maximum if maximum > 0 else 1), color="#4c72b0", edgecolor="white")
     axes.set_xlabel("points")
     axes.set_ylabel("students")
+    from matplotlib.ticker import MaxNLocator
+
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_title(title, fontsize=10)
     figure.tight_layout()
     buffer = io.BytesIO()
@@ -120,8 +123,10 @@ def _html(course: Any, points: dict[str, float], rows: list[dict], known: dict[s
         values = [row[question] for row in rows]
         failures: Counter[str] = Counter()
         for record in known.values():
-            for message in dict.fromkeys(record.get("messages", {}).get(question, [])):
-                failures[message] += 1
+            # "probe: what went wrong": count students per kind of failure, whatever the probe.
+            kinds = {message.split(": ", 1)[-1] for message in record.get("messages", {}).get(question, [])}
+            for kind in kinds:
+                failures[kind] += 1
         parts.append(f"<h2>{esc(question)} ({worth:g} points)</h2>")
         full = sum(value >= worth - 1e-9 for value in values)
         parts.append(f"<p>{full} of {len(values)} students earned full points.</p>")
@@ -129,7 +134,7 @@ def _html(course: Any, points: dict[str, float], rows: list[dict], known: dict[s
                      f"{_histogram(values, worth, question)}'>")
         if failures:
             parts.append("<p>Most frequent failures:</p><ol>")
-            parts += [f"<li>{esc(message)} <em>({count} students)</em></li>"
+            parts += [f"<li>{esc(message)} <em>({count} student{'s' if count > 1 else ''})</em></li>"
                       for message, count in failures.most_common(8)]
             parts.append("</ol>")
     parts.append("<h2>Students</h2><table><tr><th>student</th><th>total</th><th>status</th><th>reasons</th></tr>")

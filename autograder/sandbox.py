@@ -343,9 +343,6 @@ class ForkServer:
         env = {**environment(tempfile.gettempdir()), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         self._process = subprocess.Popen([sys.executable, "-m", "autograder.forkserver"], cwd=PROJECT_ROOT,
                                          env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        ready = self._process.stdout.readline()
-        if not ready:
-            raise RuntimeError("the grading fork server did not start")
         self._lock = threading.Lock()
         self._waiting: dict[str, dict] = {}
         self._arrived = threading.Condition()
@@ -354,6 +351,8 @@ class ForkServer:
         self._reader.start()
 
     def _read(self) -> None:
+        # The server's imports (NumPy, PyTorch) overlap with the grader's own set-up:
+        # requests written before it is ready simply wait in the pipe.
         for line in self._process.stdout:
             try:
                 message = json.loads(line)
@@ -390,7 +389,7 @@ class ForkServer:
                 with self._lock:
                     self._process.stdin.write((json.dumps(request) + "\n").encode("utf-8"))
                     self._process.stdin.flush()
-                pid = (self._wait_for(ident, "pid", 60) or {}).get("pid")
+                pid = (self._wait_for(ident, "pid", 300) or {}).get("pid")
                 stopped_because = ""
                 status: int | None = None
                 if pid is None:
@@ -443,3 +442,14 @@ def fork_server() -> Iterator[ForkServer]:
     finally:
         _active_server = previous
         server.close()
+
+
+def shared_fork_server() -> ForkServer:
+    """A fork server for the rest of this process (``nbgrader autograde`` grades many notebooks)."""
+    global _active_server
+    if _active_server is None:
+        import atexit
+
+        _active_server = ForkServer()
+        atexit.register(_active_server.close)
+    return _active_server

@@ -100,11 +100,6 @@ def unshare_network() -> bool:
         return False
 
 
-#: Paths of the course directory a submission must not read (other students'
-#: work, the reference solutions, the gradebook), relative to the repository.
-HIDDEN = ("solutions", "submitted", "autograded", "feedback", "release", "grading", "gradebook.db", ".git")
-
-
 def _blocked_ancestors() -> dict[str, set[str]]:
     """Directories on the way to the interpreter that other users cannot traverse.
 
@@ -113,7 +108,8 @@ def _blocked_ancestors() -> dict[str, set[str]]:
     """
     import sysconfig
 
-    needed = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.executable,
+    package = os.path.dirname(os.path.abspath(__file__))
+    needed = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.executable, package,
                                             sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"])}
     blocked: dict[str, set[str]] = {}
     for path in needed:
@@ -131,12 +127,14 @@ def _blocked_ancestors() -> dict[str, set[str]]:
 
 
 def isolate_filesystem(workdir: str, root: str, keep: tuple[str, ...] = ()) -> None:
-    """Private mounts: fresh temp folders, the course's private files hidden (root only).
+    """Private mounts: fresh temp folders, nothing of the course but its grading package (root only).
 
-    The working directory is kept at its path; ``/tmp``, ``/var/tmp`` and
-    ``/dev/shm`` become empty, small, private tmpfs, and the directories on the
-    way to the interpreter that the sandbox user could not traverse (a pyenv
-    Python under ``/root``) are made traversable without exposing anything else.
+    The working directory (and ``keep``) stay at their paths; ``/tmp``,
+    ``/var/tmp`` and ``/dev/shm`` become empty, small, private tmpfs; the
+    course folder ``root`` shows only ``autograder/`` (no solutions, gradebook,
+    submissions or feedback); the directories on the way to the interpreter
+    or the package that the sandbox user could not traverse (a pyenv Python
+    under ``/root``) are made traversable without exposing anything else.
     """
     libc = _c()
     if libc.unshare(CLONE_NEWNS) != 0:
@@ -155,23 +153,31 @@ def isolate_filesystem(workdir: str, root: str, keep: tuple[str, ...] = ()) -> N
             _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
             os.close(fd)
     tmp_dirs = [tmp for tmp in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(tmp) and not os.path.islink(tmp)]
-    # The course and the interpreter may themselves live in a temp folder: keep them.
-    for path in (root, sys.prefix, sys.base_prefix):
+    # The interpreter may itself live in a temp folder: keep it.
+    for path in (sys.prefix, sys.base_prefix):
         real = os.path.realpath(path)
         if any(real == tmp or real.startswith(tmp + "/") for tmp in tmp_dirs) and real not in kept:
             kept[real] = os.open(real, os.O_RDONLY | os.O_DIRECTORY)
+    root = os.path.realpath(root)
+    # What stays visible of the course folder: the grading package, and the
+    # virtual environment when it lives there (a .venv in the repository).
+    inside = {os.path.join(root, "autograder")}
+    inside |= {os.path.abspath(p) for p in (sys.prefix,) if os.path.abspath(p).startswith(root + "/")}
+    inside_fds = {path: os.open(path, os.O_RDONLY | os.O_DIRECTORY) for path in inside}
     for tmp in tmp_dirs:
         _mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=256m")
     for path, fd in sorted(kept.items()):
         os.makedirs(path, exist_ok=True)
         _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
         os.close(fd)
-    for name in HIDDEN:
-        path = os.path.join(root, name)
-        if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "mode=0755,size=4k")
-        elif os.path.exists(path):
-            _mount("/dev/null", path, None, MS_BIND)
+    # Of the course, only the grading package stays: no solutions, no gradebook,
+    # no other student's submission or feedback.
+    os.makedirs(root, exist_ok=True)
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+    for path, fd in sorted(inside_fds.items()):
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        os.close(fd)
 
 
 def confine(workdir: str, uid: int | None, memory_bytes: int, cpu_seconds: float, relative_memory: bool,

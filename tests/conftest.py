@@ -63,3 +63,12 @@ def catalog(assignment: str) -> list:
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def preloaded_sandbox():
+    """Sandboxed runs forked from a server that imported torch once, as the grading command does."""
+    from autograder.sandbox import fork_server
+
+    with fork_server() as server:
+        yield server

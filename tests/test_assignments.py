@@ -104,7 +104,7 @@ def test_graded_names_are_defined_once_and_visible(assignment):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_released_notebook_scores_zero_failing_only_with_not_implemented(assignment):
+def test_released_notebook_scores_zero_failing_only_with_not_implemented(assignment, preloaded_sandbox):
     verdicts = grade_notebook(released_notebook(assignment), assignment)
     assert verdicts and all(v.passed == 0 for v in verdicts.values())
     for message in (m for v in verdicts.values() for m in v.messages):

@@ -52,6 +52,9 @@ def test_bn_math_chapter_has_figures_computed_at_build_time(site):
 
 
 def test_downloaded_notebooks_are_the_releases(site):
-    for assignment in ASSIGNMENT_IDS:
-        for copy in HTML.glob(f"_downloads/*/{assignment}.ipynb"):
-            assert copy.read_bytes() == (ROOT / "exercises" / assignment / f"{assignment}.ipynb").read_bytes()
+    for assignment, page in CHAPTER_PAGES.items():
+        for link in re.findall(r'href="([^"]*_downloads/[^"]*\.ipynb)"', page.read_text()):
+            copy = (page.parent / link).resolve()
+            released = ROOT / "exercises" / copy.stem / copy.name
+            assert released.exists(), f"{assignment} links {copy.name}, which is not a released notebook"
+            assert copy.read_bytes() == released.read_bytes(), f"{link} is not the current release"

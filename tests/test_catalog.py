@@ -17,7 +17,7 @@ CASES = [(a, wrong) for a in assignments_with_sources() for wrong in catalog(a)]
 
 
 @pytest.mark.parametrize("assignment", assignments_with_sources())
-def test_reference_solution_scores_full_marks(assignment):
+def test_reference_solution_scores_full_marks(assignment, preloaded_sandbox):
     notebook = source_notebook(assignment)
     verdicts = grade_notebook(notebook, assignment)
     assert set(verdicts) == set(points(notebook)), "every test cell has hidden tests"
@@ -32,7 +32,7 @@ def test_catalog_has_at_least_eight_wrong_implementations(assignment):
 
 
 @pytest.mark.parametrize(("assignment", "wrong"), CASES, ids=[f"{a}-{w.name}" for a, w in CASES])
-def test_wrong_implementation_loses_points_with_a_message(assignment, wrong):
+def test_wrong_implementation_loses_points_with_a_message(assignment, wrong, preloaded_sandbox):
     notebook = with_answer(source_notebook(assignment), wrong.target, wrong.source)
     verdicts = grade_notebook(notebook, assignment)
     assert score(notebook, verdicts) < sum(points(notebook).values()), f"{wrong.name} kept full marks"

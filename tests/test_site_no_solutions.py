@@ -107,4 +107,5 @@ def test_no_reference_solution_code_on_the_site(site_texts):
             if hits:
                 leaks.append(f"{source}: {needle!r} found in {hits[:5]}")
                 break
-    assert not leaks, "reference solution code in the built site:\n" + "\n".join(leaks)
+    assert not leaks, ("reference solution code in the built site (a chapter shows lines of a solution "
+                       "verbatim: write the chapter's code differently, or the solution):\n" + "\n".join(leaks))

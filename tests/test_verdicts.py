@@ -53,3 +53,9 @@ def test_a_wrong_forward_is_diagnosed_as_the_unbiased_variance():
 def test_a_student_error_is_reported_without_the_reference():
     outcome = judge("bn_math", "test_batchnorm_forward", 0, StudentResult(error="raised KeyError: 'x'"))
     assert not outcome.passed and "KeyError" in outcome.message
+
+
+def test_an_all_nan_output_is_a_difference_not_a_crash():
+    problems = compare({"out": np.array([np.nan, np.nan])}, {"out": np.zeros(2)}, RTOL, ATOL)
+    assert problems and "every entry" in problems[0][1]
+    assert not matches({"out": np.array([np.nan])}, {"out": np.zeros(1)}, RTOL, ATOL)

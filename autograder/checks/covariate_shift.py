@@ -252,6 +252,8 @@ def _stats_hooks_removed_on_error(ns: Namespace) -> Outputs:
     outputs: Outputs = {}
     try:
         ns["layer_input_stats"](model, x)
+    except NotImplementedError:
+        raise
     except RuntimeError as error:
         outputs["raised"] = np.array(type(error).__name__)
     outputs["hooks_left"] = np.array(_count_hooks(model))

@@ -356,23 +356,26 @@ def _bn_names(model) -> list[str]:
 
 
 def _snapshot(model, names: list[str]) -> Outputs:
-    """Every BatchNorm layer's statistics and affine parameters, and every other weight."""
+    """Three flat arrays: the BatchNorm layers' running statistics, their affine
+    parameters, and every other parameter (in a fixed order)."""
+    import torch
+
     modules = dict(model.named_modules())
-    outputs: Outputs = {}
+    stats, affine = [], []
     for name in names:
         layer = modules.get(name)
         if layer is None:
             raise ProbeError(f"the frozen model has no layer named {name!r} any more: keep the BatchNorm "
                              "layers where they are")
-        for attribute in ("running_mean", "running_var", "weight", "bias"):
+        for attribute, bucket in (("running_mean", stats), ("running_var", stats), ("weight", affine),
+                                  ("bias", affine)):
             value = getattr(layer, attribute, None)
             if value is not None:
-                outputs[f"{name}.{attribute}"] = as_array(value)
-    for name, parameter in model.named_parameters():
-        owner = name.rpartition(".")[0]
-        if owner not in names:
-            outputs[name] = as_array(parameter)
-    return outputs
+                bucket.append(value.detach().reshape(-1))
+    others = [p.detach().reshape(-1) for name, p in model.named_parameters()
+              if name.rpartition(".")[0] not in names]
+    return {"bn_statistics": as_array(torch.cat(stats)), "bn_affine": as_array(torch.cat(affine)),
+            "other_parameters": as_array(torch.cat(others))}
 
 
 def _train(model, optimizer, x, y, epochs: int, batch: int, set_to_none: bool = True) -> None:
@@ -420,19 +423,18 @@ def _freeze_probe(seed: int, optimizer_name: str, before_freeze: int = 0, set_to
         with torch.no_grad():
             frozen.eval()
             eval_after = frozen(x_eval)
-        start = _snapshot(frozen, names)
+        if not all(p.requires_grad for n, p in frozen.named_parameters() if n.rpartition(".")[0] not in names):
+            raise ProbeError("freeze_batchnorm switched off the gradients of layers that are not BatchNorm: "
+                             "the rest of the model must keep training")
         if optimizer is None:
             optimizer = optimizer_for(frozen.parameters())
         _train(frozen, optimizer, x, y, 3, 8, set_to_none)
         frozen.train()
         with torch.no_grad():
             train_mode = frozen(x_eval)
-        outputs = {"eval_before": as_array(eval_before), "eval_after_freeze": as_array(eval_after),
-                   "train_mode_output": as_array(train_mode)}
         end = _snapshot(frozen, names)
-        for key in start:
-            outputs[f"frozen:{key}" if key.rpartition(".")[0] in names else f"trained:{key}"] = end[key]
-        return outputs
+        return {"eval_before": as_array(eval_before), "eval_after_freeze": as_array(eval_after),
+                "train_mode_output": as_array(train_mode), **end}
 
     return run
 
@@ -462,13 +464,10 @@ def _checkpoint_probe(seed: int):
         x, y = _data(seed + 2, 16)
         optimizer = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9, weight_decay=0.1)
         _train(twin, optimizer, x, y, 2, 8)
-        outputs = {"state_dict_keys_kept": np.array(keys_kept),
-                   "checkpoints_load_both_ways": np.array(not problems)}
         end = _snapshot(twin, names)
-        for key, value in end.items():
-            if key.rpartition(".")[0] in names:
-                outputs[f"copy:{key}"] = value
-        return outputs
+        return {"state_dict_keys_kept": np.array(keys_kept),
+                "checkpoints_load_both_ways": np.array(not problems),
+                "copy_bn_statistics": end["bn_statistics"], "copy_bn_affine": end["bn_affine"]}
 
     return run
 
@@ -478,23 +477,17 @@ _FREEZE_LABELS = {
     "eval_after_freeze": "the eval-mode output right after freezing (it must not change)",
     "train_mode_output": "the output after model.train() (a frozen model normalizes with its running "
                          "statistics in every mode)",
+    "bn_statistics": "the vector of all BatchNorm running statistics after fine-tuning",
+    "bn_affine": "the vector of all BatchNorm weights and biases after fine-tuning",
+    "other_parameters": "the vector of the other layers' parameters (which must keep training) after fine-tuning",
+    "copy_bn_statistics": "the vector of all BatchNorm running statistics in a deep copy of the frozen model, "
+                          "after training the copy",
+    "copy_bn_affine": "the vector of all BatchNorm weights and biases in a deep copy of the frozen model, "
+                      "after training the copy",
     "state_dict_keys_kept": "whether the state dict keeps its keys",
     "checkpoints_load_both_ways": "whether a checkpoint saved before freezing loads into the frozen model "
                                   "and back into a plain one (strict loading)",
 }
-
-
-class _LabelledProbe(Probe):
-    """A Probe whose labels also describe the per-layer outputs by prefix."""
-
-    def label(self, key: str) -> str:
-        if key.startswith("frozen:"):
-            return f"`{key[7:]}` of a frozen layer after fine-tuning"
-        if key.startswith("copy:"):
-            return f"`{key[5:]}` of a frozen layer in a deep copy of the frozen model after training"
-        if key.startswith("trained:"):
-            return f"`{key[8:]}` (not BatchNorm, so it must keep training) after fine-tuning"
-        return super().label(key)
 
 
 def _reference_freeze(model):
@@ -529,13 +522,6 @@ def _freeze_requires_grad_only(model):
 def _freeze_eval_only(model):
     for layer in _bn_modules(model):
         layer.eval()
-    return model
-
-
-def _freeze_eval_and_requires_grad(model):
-    for layer in _bn_modules(model):
-        layer.eval()
-        layer.requires_grad_(False)
     return model
 
 
@@ -587,18 +573,17 @@ def _freeze_only_2d(model):
 
 
 FREEZE_REQUIRES_GRAD_ONLY = Mistake(
-    "requires_grad=False alone: that stops the weight updates but not the running statistics, which a "
-    "BatchNorm layer in training mode overwrites in every forward pass",
+    "requires_grad=False (and perhaps eval() once): that stops the weight updates, but the next model.train() "
+    "puts the layers back in training mode, where they overwrite their running statistics in every forward "
+    "pass",
     {"freeze_batchnorm": _freeze_requires_grad_only})
 FREEZE_EVAL_ONLY = Mistake(
     "eval() on the BatchNorm layers, once: the next model.train() puts them back in training mode",
     {"freeze_batchnorm": _freeze_eval_only})
-FREEZE_EVAL_AND_REQUIRES_GRAD = Mistake(
-    "eval() and requires_grad=False, once: the next model.train() puts the layers back in training mode and "
-    "their running statistics drift", {"freeze_batchnorm": _freeze_eval_and_requires_grad})
 FREEZE_MOMENTUM_ZERO = Mistake(
-    "momentum=0: the running statistics stay put, but in training mode the layers still normalize with the "
-    "batch statistics", {"freeze_batchnorm": _freeze_momentum_zero})
+    "running statistics that no longer update (momentum=0 or track_running_stats=False): in training mode "
+    "the layers still normalize with the batch statistics instead of the running ones",
+    {"freeze_batchnorm": _freeze_momentum_zero})
 FREEZE_STALE_GRADIENTS = Mistake(
     "gradients left on the frozen parameters: an optimizer still applies weight decay and momentum to a "
     "parameter whose .grad is a tensor of zeros; set .grad to None", {"freeze_batchnorm": _freeze_keeps_stale_gradients})
@@ -609,8 +594,7 @@ FREEZE_ONLY_2D = Mistake(
     "only torch.nn.BatchNorm2d layers frozen: BatchNorm1d (and 3d) layers are BatchNorm layers too; test "
     "isinstance(module, torch.nn.modules.batchnorm._BatchNorm)", {"freeze_batchnorm": _freeze_only_2d})
 
-_FREEZE_MISTAKES = (FREEZE_REQUIRES_GRAD_ONLY, FREEZE_EVAL_ONLY, FREEZE_EVAL_AND_REQUIRES_GRAD,
-                    FREEZE_MOMENTUM_ZERO, FREEZE_STALE_GRADIENTS, FREEZE_NO_REQUIRES_GRAD, FREEZE_ONLY_2D)
+_FREEZE_MISTAKES = (FREEZE_REQUIRES_GRAD_ONLY, FREEZE_EVAL_ONLY, FREEZE_MOMENTUM_ZERO, FREEZE_STALE_GRADIENTS, FREEZE_NO_REQUIRES_GRAD, FREEZE_ONLY_2D)
 
 # ---------------------------------------------------------------------------
 # The reference
@@ -684,17 +668,17 @@ ASSIGNMENT = Assignment(
                   rtol=1e-4, atol=1e-6, mistakes=_MERGE_MISTAKES, labels=_MERGE_LABELS),
         ),
         "test_freeze_batchnorm": (
-            _LabelledProbe("fine-tuning with SGD (momentum, weight decay) over all parameters, model.train() "
+            Probe("fine-tuning with SGD (momentum, weight decay) over all parameters, model.train() "
                            "every epoch", ("freeze_batchnorm",), _freeze_probe(30, "sgd"),
                            mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS),
-            _LabelledProbe("fine-tuning with AdamW (weight decay), a BatchNorm2d with affine=False",
+            Probe("fine-tuning with AdamW (weight decay), a BatchNorm2d with affine=False",
                            ("freeze_batchnorm",), _freeze_probe(31, "adamw", affine_last=False),
                            mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS),
-            _LabelledProbe("an optimizer created before the freeze, after two training steps, with "
+            Probe("an optimizer created before the freeze, after two training steps, with "
                            "zero_grad(set_to_none=False)", ("freeze_batchnorm",),
                            _freeze_probe(32, "sgd", before_freeze=2, set_to_none=False),
                            mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS),
-            _LabelledProbe("state dicts and a deep copy of the frozen model", ("freeze_batchnorm",),
+            Probe("state dicts and a deep copy of the frozen model", ("freeze_batchnorm",),
                            _checkpoint_probe(33), mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS),
         ),
     },

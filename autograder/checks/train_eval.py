@@ -135,6 +135,10 @@ def _structure_probe(channels: int, options: dict[str, Any]):
         }
         for name, value in list(layer.named_parameters()) + list(layer.named_buffers()):
             outputs[f"initial {name}"] = as_array(value).astype(np.float64)
+        # One call in each mode: the output has the input's shape.
+        x = _input(1, (4, channels, 3)).float()
+        outputs["output shape in training mode"] = np.array(tuple(layer.train()(x).shape))
+        outputs["output shape in evaluation mode"] = np.array(tuple(layer.eval()(x).shape))
         return outputs
 
     return run
@@ -240,6 +244,16 @@ def _batch_of_one_probe(seed: int):
         return outputs
 
     return run
+
+
+_BATCH_OF_ONE_LABELS = {
+    "raised (1, 3)": "the exception raised by a (1, 3) training batch",
+    "raised (1, 3, 1)": "the exception raised by a (1, 3, 1) training batch",
+    "raised (1, 3, 1, 1)": "the exception raised by a (1, 3, 1, 1) training batch",
+    "out (1, 3, 4)": "the training output for a (1, 3, 4) batch (one example, four positions)",
+    "out (2, 3)": "the training output for a (2, 3) batch",
+    "eval out (1, 3)": "the evaluation output for a (1, 3) batch",
+}
 
 
 def _eval_probe(seed: int, schedule: list[tuple[str, tuple[int, ...]]], options: dict[str, Any]):
@@ -606,7 +620,8 @@ KEEPS_MOMENTUM = _recalibrate_mistake(
 MOMENTUM_NOT_RESTORED = _recalibrate_mistake(
     "momentum left at None: restore each layer's momentum after the pass", restore=False)
 LEFT_IN_TRAINING = _recalibrate_mistake(
-    "the model left in training mode: call model.eval() at the end", final_eval=False)
+    "the model left in training mode (or in the mode it had before): recalibrate_bn returns the model "
+    "in evaluation mode", final_eval=False)
 MODE_RESTORED = _recalibrate_mistake(
     "the model's previous mode restored: the contract asks for evaluation mode afterwards", restore_mode=True)
 NO_TRAIN_PASS = _recalibrate_mistake(
@@ -671,7 +686,7 @@ ASSIGNMENT = Assignment(
                   _training_probe(35, [(3, 4), (2, 4, 3, 1)], {"track_running_stats": False}),
                   mistakes=_TRAIN_MISTAKES, labels=_step_labels(2)),
             Probe("training batches with a single value per channel", ("BatchNorm",), _batch_of_one_probe(36),
-                  mistakes=(NO_BATCH_OF_ONE_ERROR,)),
+                  mistakes=(NO_BATCH_OF_ONE_ERROR,), labels=_BATCH_OF_ONE_LABELS),
         ),
         "test_BatchNorm_eval": (
             Probe("evaluation mode before any training step", ("BatchNorm",),

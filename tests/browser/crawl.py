@@ -33,6 +33,14 @@ async () => {
       mathjax = 'never loaded';
     }
   }
+  // Images (lazy ones too) and web fonts, loaded before anything is measured.
+  for (const img of document.images) if (img.loading === 'lazy') img.loading = 'eager';
+  await Promise.all(Array.from(document.images).map((img) => img.complete ? null : new Promise((done) => {
+    img.addEventListener('load', done, {once: true});
+    img.addEventListener('error', done, {once: true});
+    setTimeout(done, 10000);
+  })));
+  if (document.fonts && document.fonts.ready) await document.fonts.ready;
   // Text a reader sees, outside code, scripts and typeset math.
   const skip = new Set(['SCRIPT', 'STYLE', 'NOSCRIPT', 'PRE', 'CODE', 'TEXTAREA', 'MJX-CONTAINER', 'MJX-ASSISTIVE-MML']);
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {

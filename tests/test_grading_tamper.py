@@ -1,0 +1,261 @@
+"""Dishonest submissions gain nothing, under plain ``nbgrader autograde`` and under the project command.
+
+Every tampering notebook starts from answers that are wrong (functions that
+return zeros of the right shape: an honest zero) or unfinished, then tries to
+turn that into points: patching NumPy's or PyTorch's comparison functions,
+replacing the PyTorch reference, reading expected values from stack frames or
+the heap, editing, deleting or re-weighting test cells, IPython tricks,
+forging the grader's result records, reading the solutions, or solving an
+exercise with the library's own implementation. Each must score exactly what
+the same notebook scores without the trick. One honest notebook checks that the
+run itself works.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fake_class import as_folder, as_nbgrader, notebook, solutions
+from tests.test_grading_cli import copy_course
+
+
+ZEROS = {
+    "batchnorm_forward": "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n"
+                         "    return np.zeros_like(x), (x, gamma)",
+    "batchnorm_backward": "def batchnorm_backward(dout, cache):\n    x, gamma = cache\n"
+                          "    return np.zeros_like(dout), np.zeros_like(gamma), np.zeros_like(gamma)",
+    "spatial_batchnorm_forward": "def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):\n"
+                                 "    return np.zeros_like(x), (x, gamma)",
+    "spatial_batchnorm_backward": "def spatial_batchnorm_backward(dout, cache):\n    x, gamma = cache\n"
+                                  "    return np.zeros_like(dout), np.zeros_like(gamma), np.zeros_like(gamma)",
+}
+
+PATCH_COMPARISONS = """
+import numpy as np
+import numpy.testing
+np.allclose = lambda *args, **kwargs: True
+np.isclose = lambda a, b, *args, **kwargs: np.ones(np.broadcast(a, b).shape, dtype=bool)
+np.array_equal = lambda *args, **kwargs: True
+np.testing.assert_allclose = lambda *args, **kwargs: None
+np.testing.assert_array_almost_equal = lambda *args, **kwargs: None
+try:
+    import torch
+    torch.allclose = lambda *args, **kwargs: True
+    torch.testing.assert_close = lambda *args, **kwargs: None
+except ImportError:
+    pass
+"""
+
+REPLACE_REFERENCE = """
+import torch
+import torch.nn.functional as F
+F.batch_norm = lambda input, *args, **kwargs: input * 0
+torch.batch_norm = lambda input, *args, **kwargs: input * 0
+try:
+    import autograder.checks.bn_math as checks
+    checks.reference = lambda: {name: globals()[name] for name in (
+        "batchnorm_forward", "batchnorm_backward", "spatial_batchnorm_forward", "spatial_batchnorm_backward")}
+    checks.ASSIGNMENT.__dict__["reference"] = checks.reference
+except Exception:
+    pass
+"""
+
+FRAMES = """def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    import gc, sys
+    frame = sys._getframe(1)
+    while frame is not None:
+        for value in list(frame.f_locals.values()):
+            if isinstance(value, np.ndarray) and value.shape == x.shape and value is not x:
+                return value, (x, gamma)
+        frame = frame.f_back
+    for value in gc.get_objects():
+        if isinstance(value, np.ndarray) and value.shape == x.shape and value is not x:
+            return value, (x, gamma)
+    return np.zeros_like(x), (x, gamma)"""
+
+IPYTHON_TRICKS = """
+import sys
+sys.excepthook = lambda *args: None
+shell = get_ipython()
+shell.set_custom_exc((BaseException,), lambda *args, **kwargs: None)
+shell.showtraceback = lambda *args, **kwargs: None
+"""
+
+INPUT_TRANSFORMER = """
+get_ipython().input_transformers_cleanup.append(lambda lines: ["pass\\n"])
+"""
+
+FORGE_RESULTS = """
+import base64, glob, io, json, os
+import numpy as np
+try:
+    import autograder.checks.bn_math as checks
+    reference = checks.ASSIGNMENT.reference()
+    lines, number = [json.dumps({"event": "started"})], 0
+    for grade_id, probes in checks.ASSIGNMENT.tests.items():
+        for probe in probes:
+            buffer = io.BytesIO()
+            np.savez(buffer, **{k: np.asarray(v) for k, v in probe.run(reference).items()})
+            lines.append(json.dumps({"event": "probe", "number": number, "ok": True,
+                                     "npz": base64.b64encode(buffer.getvalue()).decode()}))
+            number += 1
+    lines.append(json.dumps({"event": "finished"}))
+    payload = ("\\n".join(lines) + "\\n").encode()
+except Exception as error:
+    payload = b'{"event": "finished"}\\n'
+for path in ["events.jsonl", "probe-0.npz", *glob.glob("/tmp/bn-results-*/events.jsonl")]:
+    try:
+        with open(path, "ab") as handle:
+            handle.write(payload)
+    except OSError:
+        pass
+for fd in range(3, 40):
+    if os.path.islink(f"/proc/self/fd/{fd}") and "socket" in os.readlink(f"/proc/self/fd/{fd}"):
+        continue  # the kernel's own channels: breaking them proves nothing
+    try:
+        os.write(fd, payload)
+    except OSError:
+        pass
+"""
+
+READ_SOLUTIONS = """
+import json, os, autograder
+root = os.path.dirname(os.path.dirname(autograder.__file__))
+try:
+    source = json.load(open(os.path.join(root, "solutions", "bn_math", "bn_math.ipynb")))
+    for cell in source["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("solution"):
+            exec("".join(cell["source"]), globals())
+except Exception as error:
+    print("no solutions:", error)
+"""
+
+LIBRARY_FORWARD = """def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    import torch
+    import torch.nn.functional as F
+    out = F.batch_norm(torch.from_numpy(x), None, None, torch.from_numpy(gamma), torch.from_numpy(beta),
+                       training=True, eps=eps)
+    mean, var = x.mean(axis=0), x.var(axis=0)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    return out.numpy(), ((x - mean) * inv_std, inv_std, gamma)"""
+
+AUTOGRAD_BACKWARD = """def batchnorm_backward(dout, cache):
+    import torch
+    x_hat, inv_std, gamma = cache
+    x = torch.tensor(x_hat / inv_std, requires_grad=True)
+    g = torch.tensor(gamma, requires_grad=True)
+    b = torch.zeros_like(g, requires_grad=True)
+    eps = torch.tensor(1.0 / inv_std ** 2 - (x_hat / inv_std).var(axis=0))
+    out = g * (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + eps) + b
+    out.backward(torch.from_numpy(dout))
+    return x.grad.numpy(), g.grad.numpy(), b.grad.numpy()"""
+
+
+def _edit_tests(nb: dict) -> None:
+    for cell in nb["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution"):
+            cell["source"] = "print('All tests passed.')"
+
+
+def _delete_tests(nb: dict) -> None:
+    nb["cells"] = [c for c in nb["cells"] if not (c.get("metadata", {}).get("nbgrader", {}).get("grade")
+                                                  and not c["metadata"]["nbgrader"].get("solution"))]
+
+
+def _reweigh(nb: dict) -> None:
+    for cell in nb["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution"):
+            meta["points"] = 100
+    nb["cells"].append({"cell_type": "code", "execution_count": None, "outputs": [], "source": "print(1)",
+                        "metadata": {"nbgrader": {"grade": True, "solution": False, "locked": True, "points": 50,
+                                                  "grade_id": "bonus", "schema_version": 3}}})
+
+
+def _nb(**kwargs) -> dict:
+    return notebook(ZEROS, **kwargs)
+
+
+#: name -> (notebook, expected total)
+CASES = {
+    "honest": (notebook(), 12.0),
+    "patch_comparisons": (_nb(before_first_test=[PATCH_COMPARISONS]), 0.0),
+    "replace_reference": (_nb(before_first_test=[REPLACE_REFERENCE]), 0.0),
+    "inspect_frames": (notebook({**ZEROS, "batchnorm_forward": FRAMES}), 0.0),
+    "edit_test_cells": (_nb(edit=_edit_tests), 0.0),
+    "delete_test_cells": (_nb(edit=_delete_tests), 0.0),
+    "reweigh_points": (_nb(edit=_reweigh), 0.0),
+    "ipython_tricks": (_nb(before_first_test=[IPYTHON_TRICKS]), 0.0),
+    "input_transformer": (_nb(before_first_test=[INPUT_TRANSFORMER]), 0.0),
+    "forge_results": (_nb(before_first_test=[FORGE_RESULTS]), 0.0),
+    "read_solutions": (notebook(solved=False, before_first_test=[READ_SOLUTIONS]), 0.0),
+    "library_forward": (notebook({"batchnorm_forward": LIBRARY_FORWARD}), 0.0),
+    # The backward points (4) and the spatial backward's (3), which delegates to it, are lost.
+    "autograd_backward": (notebook({"batchnorm_backward": AUTOGRAD_BACKWARD}), 5.0),
+}
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def _totals_from_nbgrader_export(course: Path) -> dict[str, tuple[float, float]]:
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", "export.csv"], cwd=course,
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(course / "export.csv", encoding="utf-8") as handle:
+        return {row["student_id"]: (float(row["score"]), float(row["max_score"])) for row in csv.DictReader(handle)}
+
+
+@pytest.fixture(scope="module")
+def plain_nbgrader(tmp_path_factory):
+    course = copy_course(tmp_path_factory.mktemp("plain"))
+    as_nbgrader({name: nb for name, (nb, _) in CASES.items()}, course)
+    for command in (["generate_assignment", "bn_math", "--force"], ["autograde", "bn_math", "--force"]):
+        done = subprocess.run([sys.executable, "-m", "nbgrader", *command, "--log-level=WARN"], cwd=course,
+                              env=_env(), capture_output=True, text=True, timeout=900)
+        # nbgrader itself refuses the notebook with a forged grade cell (its metadata
+        # does not validate): that student stays at zero, the others are graded.
+        failed = {line.split("for student '")[1].split("'")[0] for line in done.stderr.splitlines()
+                  if "There was an error processing assignment 'bn_math' for student" in line}
+        assert done.returncode == 0 or failed == {"reweigh_points"}, done.stderr[-3000:]
+    return _totals_from_nbgrader_export(course)
+
+
+@pytest.fixture(scope="module")
+def project_command(tmp_path_factory):
+    course = copy_course(tmp_path_factory.mktemp("project"))
+    subs = as_folder({name: nb for name, (nb, _) in CASES.items()}, tmp_path_factory.mktemp("subs"))
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", "bn_math", str(subs), "--quiet",
+                           "--no-feedback"], cwd=course, env=_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return _totals_from_nbgrader_export(course)
+
+
+@pytest.mark.xdist_group("grading-tamper-plain")
+@pytest.mark.parametrize("case", list(CASES))
+def test_plain_nbgrader_autograde(plain_nbgrader, case):
+    expected = CASES[case][1]
+    assert plain_nbgrader[case] == (pytest.approx(expected), 12.0)
+
+
+@pytest.mark.xdist_group("grading-tamper-project")
+@pytest.mark.parametrize("case", list(CASES))
+def test_project_command(project_command, case):
+    expected = CASES[case][1]
+    assert project_command[case] == (pytest.approx(expected), 12.0)
+
+
+def test_the_catalogue_of_tricks_is_complete():
+    """Guard against a case silently losing its trick (e.g. an edit that no longer applies)."""
+    assert not any(c.get("metadata", {}).get("nbgrader", {}).get("grade") and
+                   not c["metadata"]["nbgrader"].get("solution") for c in CASES["delete_test_cells"][0]["cells"])
+    assert "bonus" in str(CASES["reweigh_points"][0])
+    assert solutions()["batchnorm_forward"] not in str(CASES["inspect_frames"][0])

@@ -1,0 +1,112 @@
+"""The PyTorch behaviour that the "Pitfalls in practice" chapter and its hidden tests rely on.
+
+If a PyTorch upgrade changes one of these, the chapter's prose or the
+assignment's reference (autograder/checks/pitfalls.py) must change with it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from autograder.checks import pitfalls
+
+
+def test_requires_grad_false_does_not_stop_running_statistics():
+    bn = nn.BatchNorm1d(3)
+    bn.requires_grad_(False)
+    bn.train()
+    bn(torch.randn(8, 3) + 5.0)
+    assert bn.running_mean.abs().min() > 0.1
+    assert bn.num_batches_tracked.item() == 1
+
+
+def test_model_train_undoes_eval_on_a_child():
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    model[1].eval()
+    model.train()
+    assert model[1].training
+
+
+def test_batch_of_one_raises_only_with_one_value_per_channel():
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        nn.BatchNorm1d(4).train()(torch.randn(1, 4))
+    image = torch.randn(1, 4, 3, 3)
+    out = nn.BatchNorm2d(4).train()(image)
+    assert torch.allclose(out, nn.functional.instance_norm(image), atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_optimizers_skip_none_gradients_but_not_zero_gradients(optimizer):
+    def make(params):
+        if optimizer == "sgd":
+            return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.1)
+        return torch.optim.AdamW(params, lr=0.1, weight_decay=0.1)
+
+    stale, clean = nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(3))
+    opt = make([stale, clean])
+    (stale.sum() + clean.sum()).backward()
+    opt.step()
+    for p in (stale, clean):
+        p.requires_grad_(False)
+    clean.grad = None
+    before_stale, before_clean = stale.detach().clone(), clean.detach().clone()
+    for _ in range(3):
+        opt.zero_grad(set_to_none=False)
+        opt.step()
+    assert not torch.equal(stale, before_stale), "a zero gradient is still decayed"
+    assert torch.equal(clean, before_clean), "a None gradient is skipped"
+
+
+def test_autocast_keeps_batchnorm_in_float32_and_half_does_not():
+    block = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(torch.randn(4, 2, 5, 5))
+    assert out.dtype == torch.bfloat16
+    assert block[1].running_var.dtype == torch.float32 and block[1].weight.dtype == torch.float32
+    assert nn.BatchNorm2d(3).half().running_var.dtype == torch.float16
+
+
+def test_low_precision_input_gets_float32_statistics():
+    feature = (200 + torch.randn(64, 1, 8, 8)).bfloat16()
+    bn = nn.BatchNorm2d(1, momentum=1.0)
+    bn(feature)
+    assert torch.allclose(bn.running_var.double(), feature.double().var().reshape(1), rtol=1e-5)
+
+
+def test_torch_fusion_requires_eval_mode_and_supports_what_the_probes_use():
+    conv = nn.Conv2d(4, 6, 3, groups=2, bias=False).double()
+    bn = nn.BatchNorm2d(6, affine=False).double()
+    with pytest.raises(AssertionError):
+        torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)  # bn in training mode
+    conv.eval(), bn.eval()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    fused = torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    assert torch.allclose(fused(x), bn(conv(x)))
+    assert fused.bias is not None and fused.groups == 2
+
+
+def test_reference_merge_is_the_full_batch_statistics():
+    pitfalls._self_check()
+
+
+def test_reference_freeze_survives_train_deepcopy_and_state_dict():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
+    keys = list(model.state_dict())
+    frozen = pitfalls._reference_freeze(model)
+    assert frozen is model and list(model.state_dict()) == keys
+    for candidate in (model, copy.deepcopy(model)):
+        candidate.train()
+        assert not candidate[1].training and candidate[0].training
+        stats = candidate[1].running_mean.clone()
+        candidate(torch.randn(5, 3) + 3.0)
+        assert torch.equal(candidate[1].running_mean, stats)
+    copy.deepcopy(model).train()
+    assert not model[1].training
