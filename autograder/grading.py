@@ -96,7 +96,7 @@ def _student_result(run: WorkerRun, number: int, targets: tuple[str, ...],
         if target in violations:
             names = ", ".join(violations[target])
             return StudentResult(error=f"{target} uses {names}, the library's own version of this exercise: "
-                                       "no credit (implement it with array operations)")
+                                       "no credit (implement it with tensor or array operations)")
     if number in run.probe_outputs:
         return StudentResult(outputs=run.probe_outputs[number])
     if number in run.probe_errors:

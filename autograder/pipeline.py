@@ -179,6 +179,8 @@ class Course:
     notebooks: list[str]
     out: Path
     db_url: str
+    course_id: str = "default_course"
+    in_place: bool = False  # the submissions are the course's own submitted/ folder
 
     @property
     def state_path(self) -> Path:
@@ -200,7 +202,7 @@ def load_config(root: Path, db_url: str | None):
 def _has_assignment(course: Course, config: Any) -> bool:
     from nbgrader.api import Gradebook, MissingEntry
 
-    with Gradebook(course.db_url, config.CourseDirectory.get("course_id", "")) as gb:
+    with Gradebook(course.db_url, course.course_id) as gb:
         try:
             assignment = gb.find_assignment(course.assignment)
         except MissingEntry:
@@ -305,8 +307,9 @@ def grade_class(assignment: str, submissions: Path, *, root: Path = ROOT, jobs: 
         raise FileNotFoundError(f"no source notebook in solutions/{assignment}")
     config = load_config(root, db_url)
     course = Course(root, assignment, notebooks, (out or root / "grading" / assignment).resolve(),
-                    str(config.CourseDirectory.db_url))
+                    str(config.CourseDirectory.db_url), str(config.CourseDirectory.get("course_id") or "default_course"))
     course.out.mkdir(parents=True, exist_ok=True)
+    course.in_place = submissions.resolve() == (root / "submitted").resolve()
     started = time.monotonic()
 
     timings: dict[str, float] = {}
@@ -414,11 +417,13 @@ def _record(course: Course, api: Any, entry: Entry, graded: dict[str, GradedNote
 
     outcome = Outcome(entry.student, entry.digest(version), reasons=list(entry.notes))
     submitted = course.root / "submitted" / entry.student / course.assignment
-    if submitted.exists():
-        shutil.rmtree(submitted)
-    submitted.mkdir(parents=True)
+    if submitted.exists() and not course.in_place:
+        shutil.rmtree(submitted)  # an earlier submission of this student: replaced, not merged
+    submitted.mkdir(parents=True, exist_ok=True)
     for name, data in entry.notebooks.items():
-        (submitted / f"{name}.ipynb").write_bytes(data)
+        target = submitted / f"{name}.ipynb"
+        if not target.exists() or target.read_bytes() != data:
+            target.write_bytes(data)
     for name, result in graded.items():
         PRECOMPUTED[(entry.student, name)] = result
         outcome.seconds += result.seconds
@@ -436,7 +441,7 @@ def _record(course: Course, api: Any, entry: Entry, graded: dict[str, GradedNote
             if feedback:
                 _feedback(api, course, entry.student)
         else:
-            with Gradebook(course.db_url) as gb:
+            with Gradebook(course.db_url, course.course_id) as gb:
                 gb.update_or_create_student(entry.student)
                 submission = gb.update_or_create_submission(course.assignment, entry.student)
                 for notebook in submission.notebooks:
@@ -464,7 +469,7 @@ def _check_recorded(course: Course, student: str, graded: dict[str, GradedNotebo
     """The gradebook must hold exactly the scores the verdicts give: anything else is a grading fault."""
     from nbgrader.api import Gradebook
 
-    with Gradebook(course.db_url) as gb:
+    with Gradebook(course.db_url, course.course_id) as gb:
         submission = gb.find_submission(course.assignment, student)
         recorded = {grade.name: (grade.auto_score, grade.max_score)
                     for notebook in submission.notebooks for grade in notebook.grades}

@@ -39,7 +39,7 @@ def _gradebook_scores(course: Any, students: list[str]) -> dict[str, dict[str, f
     from nbgrader.api import Gradebook, MissingEntry
 
     scores: dict[str, dict[str, float]] = {}
-    with Gradebook(course.db_url) as gb:
+    with Gradebook(course.db_url, course.course_id) as gb:
         for student in students:
             try:
                 submission = gb.find_submission(course.assignment, student)

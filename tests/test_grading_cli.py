@@ -26,7 +26,7 @@ pytestmark = pytest.mark.xdist_group("grading-cli")
 from tests.fake_class import POINTS, as_zip, hidden_test_lines, notebook, write, wrong_forward
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMITS = ["--cell-seconds", "4", "--notebook-seconds", "25", "--memory-mb", "1024"]
+LIMITS = ["--cell-seconds", "4", "--notebook-seconds", "15", "--memory-mb", "1024"]
 
 ESCAPE = """
 import os, socket, autograder
@@ -154,7 +154,7 @@ def test_misbehaving_notebooks_keep_what_they_earned(graded):
     # An endless loop that ignores the cell alarm: stopped by the notebook limit
     # after the forward and backward tests ran.
     assert float(table["grace"]["total"]) == 7.0
-    assert "more than 25 s" in table["grace"]["reasons"]
+    assert "more than 15 s" in table["grace"]["reasons"]
     # Unbounded allocation: a MemoryError in that cell, the rest graded.
     assert float(table["heidi"]["total"]) == 12.0
     assert "MemoryError" in table["heidi"]["reasons"]

@@ -226,7 +226,10 @@ def plain_nbgrader(tmp_path_factory):
         failed = {line.split("for student '")[1].split("'")[0] for line in done.stderr.splitlines()
                   if "There was an error processing assignment 'bn_math' for student" in line}
         assert done.returncode == 0 or failed == {"reweigh_points"}, done.stderr[-3000:]
-    return _totals_from_nbgrader_export(course)
+    feedback = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", "bn_math", "--force",
+                               "--log-level=WARN"], cwd=course, env=_env(), capture_output=True, text=True,
+                              timeout=900)
+    return _totals_from_nbgrader_export(course), course, feedback
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +246,23 @@ def project_command(tmp_path_factory):
 @pytest.mark.parametrize("case", list(CASES))
 def test_plain_nbgrader_autograde(plain_nbgrader, case):
     expected = CASES[case][1]
-    assert plain_nbgrader[case] == (pytest.approx(expected), 12.0)
+    assert plain_nbgrader[0][case] == (pytest.approx(expected), 12.0)
+
+
+@pytest.mark.xdist_group("grading-tamper-plain")
+def test_plain_nbgrader_feedback_hides_hidden_tests_and_loads_nothing(plain_nbgrader):
+    from tests.fake_class import hidden_test_lines
+
+    _, course, done = plain_nbgrader
+    files = sorted((course / "feedback").glob("*/bn_math/*.html"))
+    assert len(files) >= len(CASES) - 1, done.stderr[-2000:]
+    hidden = hidden_test_lines()
+    for file in files:
+        text = file.read_text(encoding="utf-8")
+        assert not [line for line in hidden if line in text], file
+        assert "<script src=\"http" not in text and "<script src='http" not in text, file
+    assert "Hidden tests: 5 of 5 checks passed." in (course / "feedback" / "honest" / "bn_math" /
+                                                      "bn_math.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.xdist_group("grading-tamper-project")
