@@ -249,9 +249,9 @@ def ensure_assignment(course: Course, config: Any) -> None:
     """
     import tempfile
 
-    if _has_assignment(course, config):
-        return
-    with gradebook_lock(course.db_url, f"bn-assignment-{course.assignment}"):
+    # Under the lock from the first connection on: creating a fresh gradebook's
+    # tables is itself a race between two graders.
+    with gradebook_lock(course.db_url, "bn-gradebook-setup"):
         if _has_assignment(course, config):
             return
         with tempfile.TemporaryDirectory(prefix="bn-release-") as scratch:

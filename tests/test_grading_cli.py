@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-# One class graded once per module: keep these tests on one xdist worker
-# (effective with `--dist loadgroup`).
+# One class graded once (session-scoped fixtures, so that tests of other
+# modules running in between do not tear it down); one xdist worker for the
+# group with `--dist loadgroup`.
 pytestmark = pytest.mark.xdist_group("grading-cli")
 
 from tests.fake_class import POINTS, as_zip, hidden_test_lines, notebook, write, wrong_forward
@@ -61,7 +62,7 @@ def rows(course: Path) -> dict[str, dict[str, str]]:
         return {row["student_id"]: row for row in csv.DictReader(handle)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def listener():
     """A TCP server on the host: a sandbox that reaches it has network access."""
     import socket
@@ -86,7 +87,7 @@ def listener():
     server.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def graded(tmp_path_factory, listener):
     port, _ = listener
     course = copy_course(tmp_path_factory.mktemp("course"))

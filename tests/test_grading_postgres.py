@@ -40,7 +40,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def postgres(tmp_path_factory):
     binaries = _pg_bin()
     if binaries is None:

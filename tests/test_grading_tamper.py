@@ -214,7 +214,7 @@ def _totals_from_nbgrader_export(course: Path) -> dict[str, tuple[float, float]]
         return {row["student_id"]: (float(row["score"]), float(row["max_score"])) for row in csv.DictReader(handle)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def plain_nbgrader(tmp_path_factory):
     course = copy_course(tmp_path_factory.mktemp("plain"))
     as_nbgrader({name: nb for name, (nb, _) in CASES.items()}, course)
@@ -232,7 +232,7 @@ def plain_nbgrader(tmp_path_factory):
     return _totals_from_nbgrader_export(course), course, feedback
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def project_command(tmp_path_factory):
     course = copy_course(tmp_path_factory.mktemp("project"))
     subs = as_folder({name: nb for name, (nb, _) in CASES.items()}, tmp_path_factory.mktemp("subs"))

@@ -1,9 +1,10 @@
 """The contract's plain nbgrader commands grade a class correctly from a copy of the root.
 
-A scratch copy of the course gets four submissions of each assignment: the
-source notebook itself (full marks), the released notebook (zero), a notebook
-with one wrong answer from the catalog (some points lost) and a file that is not
-a notebook (zero, without stopping the others).
+A scratch copy of the course gets four submissions of ``bn_math``: the source
+notebook itself (full marks), the released notebook (zero), a notebook with one
+wrong answer from the catalog (some points lost) and a file that is not a
+notebook (zero, without stopping the others). The other assignments' source
+notebooks, submitted as a student's, score full marks.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def _submit(course: Path, student: str, assignment: str, notebook) -> None:
         nbformat.write(notebook, target)
 
 
-@pytest.mark.parametrize("assignment", assignments_with_sources())
-def test_plain_nbgrader_commands_grade_a_class(assignment, tmp_path):
+def test_plain_nbgrader_commands_grade_a_class(tmp_path):
+    assignment = "bn_math"
     course = _copy_course(tmp_path)
     source = source_notebook(assignment)
     wrong = catalog(assignment)[0]
@@ -60,14 +61,31 @@ def test_plain_nbgrader_commands_grade_a_class(assignment, tmp_path):
     assert generated.returncode == 0, generated.stderr
     _run(course, "autograde", assignment, "--force")  # exits non-zero because of "broken"
     feedback = _run(course, "generate_feedback", assignment, "--force")
-    exported = _run(course, "export", "--to", "grades.csv")
-    assert exported.returncode == 0, exported.stderr
-
-    with open(course / "grades.csv", newline="") as handle:
-        scores = {row["student_id"]: float(row["score"]) for row in csv.DictReader(handle)}
+    scores = _export(course)
     maximum = sum(points(source).values())
     assert scores["reference"] == maximum
     assert scores["blank"] == 0
     assert 0 <= scores["wrong"] < maximum, f"{wrong.name} kept full marks"
     assert scores.get("broken", 0) == 0
     assert (course / "feedback" / "reference" / assignment / f"{assignment}.html").exists(), feedback.stderr
+
+
+OTHERS = [a for a in assignments_with_sources() if a != "bn_math"]
+
+
+@pytest.mark.parametrize("assignment", OTHERS)
+def test_source_notebook_scores_full_marks_under_plain_autograde(assignment, tmp_path):
+    course = _copy_course(tmp_path)
+    source = source_notebook(assignment)
+    _submit(course, "reference", assignment, source)
+    assert _run(course, "generate_assignment", assignment, "--force").returncode == 0
+    graded = _run(course, "autograde", assignment, "--force")
+    assert graded.returncode == 0, graded.stderr[-2000:]
+    assert _export(course)["reference"] == sum(points(source).values())
+
+
+def _export(course: Path) -> dict[str, float]:
+    exported = _run(course, "export", "--to", "grades.csv")
+    assert exported.returncode == 0, exported.stderr
+    with open(course / "grades.csv", newline="") as handle:
+        return {row["student_id"]: float(row["score"]) for row in csv.DictReader(handle)}
