@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from autograder.checks import load_assignment
 from autograder.forbidden import defining_cell, forbidden_uses
-from autograder.sandbox import Limits, WorkerRun, run_student_code
+from autograder.sandbox import CellRun, Limits, WorkerRun, run_student_code
 from autograder.verdicts import StudentResult, Verdict, verdict
 
 
@@ -69,14 +70,47 @@ def static_violations(assignment: str, cells: list[str]) -> dict[str, list[str]]
     return violations
 
 
-def grade_notebook(notebook: Mapping[str, Any], assignment: str, limits: Limits = Limits()) -> dict[str, Verdict]:
-    """Verdicts for every hidden test of ``assignment`` that has a test cell in ``notebook``."""
+@dataclass
+class GradedNotebook:
+    """One notebook's grading: verdicts per test cell and what the student's cells did."""
+
+    verdicts: dict[str, Verdict]
+    cells: dict[int, CellRun]  # by position among the notebook's non-test code cells
+    stopped_because: str = ""
+    seconds: float = 0.0
+
+
+def _test_positions(notebook: Mapping[str, Any], tests: Mapping[str, Any]) -> dict[str, int]:
+    """For each graded test cell, the number of student code cells before it."""
+    where: dict[str, int] = {}
+    code_cells = 0
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        if is_test_cell(cell):
+            grade_id = _nbgrader(cell).get("grade_id", "")
+            if grade_id in tests and grade_id not in where:
+                where[grade_id] = code_cells
+        else:
+            code_cells += 1
+    return where
+
+
+def grade_in_sandbox(notebook: Mapping[str, Any], assignment: str, limits: Limits = Limits()) -> GradedNotebook:
+    """Run the student's cells in a sandbox, each test cell's probes where the cell sits, and judge them.
+
+    Probes run after the code cells that precede their test cell, as the test
+    cell itself would in the notebook: a notebook that dies halfway keeps the
+    points of the tests before that point.
+    """
     spec = load_assignment(assignment)
-    present = set(test_cell_ids(notebook))
-    grade_ids = [grade_id for grade_id in spec.tests if grade_id in present]
+    where = _test_positions(notebook, spec.tests)
+    grade_ids = sorted(where, key=lambda grade_id: where[grade_id])
     cells = student_code(notebook)
     probes = [(grade_id, index) for grade_id in grade_ids for index in range(len(spec.tests[grade_id]))]
-    run = run_student_code(assignment, cells, probes, limits) if probes else WorkerRun(finished=True)
+    positions = [where[grade_id] for grade_id, _ in probes]
+    run = (run_student_code(assignment, cells, probes, limits, positions) if probes or cells
+           else WorkerRun(finished=True))
     violations = static_violations(assignment, cells)
 
     verdicts: dict[str, Verdict] = {}
@@ -87,7 +121,12 @@ def grade_notebook(notebook: Mapping[str, Any], assignment: str, limits: Limits 
             results.append(_student_result(run, number, probe.targets, violations))
             number += 1
         verdicts[grade_id] = verdict(assignment, grade_id, results)
-    return verdicts
+    return GradedNotebook(verdicts, run.cells, run.stopped_because, run.seconds)
+
+
+def grade_notebook(notebook: Mapping[str, Any], assignment: str, limits: Limits = Limits()) -> dict[str, Verdict]:
+    """Verdicts for every hidden test of ``assignment`` that has a test cell in ``notebook``."""
+    return grade_in_sandbox(notebook, assignment, limits).verdicts
 
 
 def _student_result(run: WorkerRun, number: int, targets: tuple[str, ...],

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from autograder.checks import load_assignment
-from autograder.grading import is_test_cell, static_violations, student_code
+from autograder.grading import GradedNotebook, grade_in_sandbox
 from autograder.intake import Entry, collect
-from autograder.sandbox import CellRun, Limits, WorkerRun, fork_server, run_student_code
-from autograder.verdicts import StudentResult, Verdict, reference_outputs, verdict
+from autograder.sandbox import Limits, fork_server
+from autograder.verdicts import reference_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("autograder")
@@ -43,16 +43,6 @@ log = logging.getLogger("autograder")
 #: Results of sandboxed runs, read by :class:`UseSandboxResults` during
 #: nbgrader's in-process autograde: (student, notebook) -> Graded notebook.
 PRECOMPUTED: dict[tuple[str, str], "GradedNotebook"] = {}
-
-
-@dataclass
-class GradedNotebook:
-    """One notebook's grading: verdicts per test cell and what the student's cells printed."""
-
-    verdicts: dict[str, Verdict]
-    cells: dict[int, CellRun]  # by position among the notebook's non-test code cells
-    stopped_because: str = ""
-    seconds: float = 0.0
 
 
 @dataclass
@@ -121,43 +111,8 @@ def sanitize(notebook: dict, protected: dict[str, dict]) -> dict:
 
 
 def grade_cells(notebook: dict, assignment: str, limits: Limits) -> GradedNotebook:
-    """Run and judge one (sanitized) notebook: the same steps as :func:`autograder.grading.grade_notebook`."""
-    spec = load_assignment(assignment)
-    # Test cells in notebook order, each with the number of code cells before it.
-    where: dict[str, int] = {}
-    code_cells = 0
-    for cell in notebook.get("cells", []):
-        if cell.get("cell_type") != "code":
-            continue
-        if is_test_cell(cell):
-            grade_id = (cell.get("metadata", {}).get("nbgrader", {}) or {}).get("grade_id", "")
-            if grade_id in spec.tests and grade_id not in where:
-                where[grade_id] = code_cells
-        else:
-            code_cells += 1
-    grade_ids = sorted(where, key=lambda g: where[g])
-    cells = student_code(notebook)
-    probes = [(grade_id, index) for grade_id in grade_ids for index in range(len(spec.tests[grade_id]))]
-    positions = [where[grade_id] for grade_id, _ in probes]
-    run = (run_student_code(assignment, cells, probes, limits, positions) if probes or cells
-           else WorkerRun(finished=True))
-    violations = static_violations(assignment, cells)
-    verdicts: dict[str, Verdict] = {}
-    number = 0
-    for grade_id in grade_ids:
-        results = []
-        for probe in spec.tests[grade_id]:
-            results.append(_student_result(run, number, probe.targets, violations))
-            number += 1
-        verdicts[grade_id] = verdict(assignment, grade_id, results)
-    return GradedNotebook(verdicts, run.cells, run.stopped_because, run.seconds)
-
-
-def _student_result(run: WorkerRun, number: int, targets: tuple[str, ...],
-                    violations: dict[str, list[str]]) -> StudentResult:
-    from autograder import grading
-
-    return grading._student_result(run, number, targets, violations)
+    """Run and judge one (sanitized) notebook."""
+    return grade_in_sandbox(notebook, assignment, limits)
 
 
 def warm_references(assignment: str) -> None:

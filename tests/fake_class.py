@@ -145,3 +145,27 @@ def as_zip(files: dict[str, dict | str | bytes], archive: Path) -> Path:
                 content = json.dumps(content)
             zipped.writestr(name, content)
     return archive
+
+
+def shared_result(tmp_path_factory, name: str, compute: Callable[[Path], dict]) -> dict:
+    """``compute(folder)`` once per test session, even with several xdist workers.
+
+    The first worker to get here computes (in a folder all workers see) while
+    the others wait on a file lock, then read the JSON result.
+    """
+    import fcntl
+    import os
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, shared by its workers
+    folder = base / f"shared-{name}"
+    with open(base / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder / "result.json"
+        if done.exists():
+            return json.loads(done.read_text(encoding="utf-8"))
+        folder.mkdir(exist_ok=True)
+        result = compute(folder)
+        done.write_text(json.dumps(result), encoding="utf-8")
+        return result

@@ -24,7 +24,7 @@ import pytest
 # group with `--dist loadgroup`.
 pytestmark = pytest.mark.xdist_group("grading-cli")
 
-from tests.fake_class import POINTS, as_zip, hidden_test_lines, notebook, write, wrong_forward
+from tests.fake_class import POINTS, as_zip, hidden_test_lines, notebook, shared_result, write, wrong_forward
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = ["--cell-seconds", "4", "--notebook-seconds", "15", "--memory-mb", "1024"]
@@ -62,8 +62,7 @@ def rows(course: Path) -> dict[str, dict[str, str]]:
         return {row["student_id"]: row for row in csv.DictReader(handle)}
 
 
-@pytest.fixture(scope="session")
-def listener():
+def _listen() -> tuple[int, list[bytes], object]:
     """A TCP server on the host: a sandbox that reaches it has network access."""
     import socket
     import threading
@@ -83,15 +82,18 @@ def listener():
             connection.close()
 
     threading.Thread(target=accept, daemon=True).start()
-    yield server.getsockname()[1], received
-    server.close()
+    return server.getsockname()[1], received, server
 
 
-@pytest.fixture(scope="session")
-def graded(tmp_path_factory, listener):
-    port, _ = listener
-    course = copy_course(tmp_path_factory.mktemp("course"))
-    subs = tmp_path_factory.mktemp("subs")
+def _outcome(done: subprocess.CompletedProcess) -> dict:
+    return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+
+def _grade_everything(folder: Path) -> dict:
+    """Every run of the command these tests look at, in order, on one course."""
+    port, received, server = _listen()
+    course = copy_course(folder / "course")
+    subs = folder / "subs"
     write(notebook(), subs / "alice" / "bn_math.ipynb")
     write(notebook(solved=False), subs / "bob" / "bn_math.ipynb")
     write(notebook({"batchnorm_forward": wrong_forward()}), subs / "José Núñez" / "bn_math (1).ipynb")
@@ -102,20 +104,49 @@ def graded(tmp_path_factory, listener):
     write(notebook(after={"test_batchnorm_backward": [
         "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"]}),
         subs / "grace" / "bn_math.ipynb")
-    write(notebook(after={"test_batchnorm_forward": ["hog = [bytearray(10**8) for _ in range(100)]"]}),
+    write(notebook(after={"test_batchnorm_forward": ["hog = [bytearray(10**9) for _ in range(100)]"]}),
           subs / "heidi" / "bn_math.ipynb")
     write(notebook(before_first_test=[ESCAPE.replace("PORT", str(port))]), subs / "ivan" / "bn_math.ipynb")
     write(notebook(after={"batchnorm_forward": ["import ctypes\nctypes.string_at(0)"]}),
           subs / "judy" / "bn_math.ipynb")
     (subs / "notes.txt").write_text("not a submission")
-    first = grade(course, subs)
-    return course, subs, first
+    runs = {"first": _outcome(grade(course, subs))}
+    server.close()
+    runs["leaked"] = [r.decode(errors="replace") for r in received]
+    runs["grades_after_first"] = rows(course)
+    runs["again"] = _outcome(grade(course, subs))
+    changed = notebook()
+    changed["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "I also tried eps=0."})
+    write(changed, subs / "alice" / "bn_math.ipynb")  # alice resubmitted
+    runs["third"] = _outcome(grade(course, subs))
+    archive = as_zip({
+        "export/kim_bn_math.ipynb": notebook(),
+        "export/lee_attempt_2.ipynb": notebook({"batchnorm_forward": wrong_forward()}),
+        "export/__MACOSX/._kim_bn_math.ipynb": "junk",
+        "export/readme.txt": "hello",
+        "export/noseparator.ipynb": notebook(),
+        "export/../escape_x.ipynb": notebook(),
+    }, folder / "class.zip")
+    runs["zip"] = _outcome(grade(course, archive, "--out", str(folder / "zip-out")))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    runs["bad"] = [_outcome(subprocess.run([sys.executable, "-m", "autograder", *args], cwd=course, env=env,
+                                           capture_output=True, text=True, timeout=120))
+                   for args in (["grade", "no_such", str(subs)], ["grade", "bn_math", str(folder / "missing")])]
+    runs["course"], runs["subs"] = str(course), str(subs)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory):
+    """One class graded once for the whole session (all xdist workers share it)."""
+    runs = shared_result(tmp_path_factory, "grading-cli", _grade_everything)
+    return Path(runs["course"]), runs
 
 
 def test_every_student_has_a_row_with_a_status(graded):
-    course, _, first = graded
-    assert first.returncode == 0, first.stderr[-3000:]
-    table = rows(course)
+    course, runs = graded
+    assert runs["first"]["returncode"] == 0, runs["first"]["stderr"][-3000:]
+    table = runs["grades_after_first"]
     assert set(table) == {"alice", "bob", "José_Núñez", "carol", "dave", "erin", "frank", "grace", "heidi",
                           "ivan", "judy"}
     header = list(next(iter(table.values())))
@@ -125,8 +156,8 @@ def test_every_student_has_a_row_with_a_status(graded):
 
 
 def test_scores(graded):
-    course, _, _ = graded
-    table = rows(course)
+    course, runs = graded
+    table = runs["grades_after_first"]
     total = {student: float(row["total"]) for student, row in table.items()}
     assert total["alice"] == 12.0 and table["alice"]["status"] == "graded" and table["alice"]["reasons"] == ""
     assert total["bob"] == 0.0
@@ -136,8 +167,8 @@ def test_scores(graded):
 
 
 def test_broken_input_gets_one_clear_reason(graded):
-    course, _, _ = graded
-    table = rows(course)
+    course, runs = graded
+    table = runs["grades_after_first"]
     assert table["carol"]["status"] == "error" and "not a valid notebook" in table["carol"]["reasons"]
     assert table["dave"]["status"] == "error" and "empty" in table["dave"]["reasons"]
     assert table["erin"]["status"] == "error" and "no notebook of that name" in table["erin"]["reasons"]
@@ -146,8 +177,8 @@ def test_broken_input_gets_one_clear_reason(graded):
 
 
 def test_misbehaving_notebooks_keep_what_they_earned(graded):
-    course, _, _ = graded
-    table = rows(course)
+    course, runs = graded
+    table = runs["grades_after_first"]
     # os._exit right after the forward test: the forward points, nothing after.
     assert float(table["frank"]["test_batchnorm_forward"]) == 3.0
     assert float(table["frank"]["total"]) == 3.0
@@ -165,28 +196,27 @@ def test_misbehaving_notebooks_keep_what_they_earned(graded):
     assert "crashed" in table["judy"]["reasons"] or "exited" in table["judy"]["reasons"]
 
 
-def test_a_submission_cannot_write_outside_or_reach_the_network(graded, listener):
-    course, _, _ = graded
-    _, received = listener
-    assert float(rows(course)["ivan"]["total"]) == 12.0
+def test_a_submission_cannot_write_outside_or_reach_the_network(graded):
+    course, runs = graded
+    assert float(runs["grades_after_first"]["ivan"]["total"]) == 12.0
     assert not (course / "ESCAPED.txt").exists()
     assert not (course / "autograder" / "checks" / "ESCAPED.py").exists()
     assert not Path("/tmp/ESCAPED-grading.txt").exists()
-    assert received == []
+    assert runs["leaked"] == []
 
 
 def test_gradebook_holds_the_same_grades(graded):
     from nbgrader.api import Gradebook
 
-    course, _, _ = graded
-    table = rows(course)
+    course, runs = graded
+    table = runs["grades_after_first"]
     with Gradebook(f"sqlite:///{course}/gradebook.db") as gb:
         for student, row in table.items():
             assert gb.find_submission("bn_math", student).score == pytest.approx(float(row["total"]))
 
 
 def test_report_has_figures_and_frequent_failures(graded):
-    course, _, _ = graded
+    course, _ = graded
     report = (course / "grading" / "bn_math" / "report.html").read_text(encoding="utf-8")
     assert report.count("data:image/png;base64,") == 1 + len(POINTS)
     assert "Most frequent failures" in report
@@ -196,7 +226,7 @@ def test_report_has_figures_and_frequent_failures(graded):
 
 
 def test_feedback_has_no_hidden_test_and_no_remote_script(graded):
-    course, _, _ = graded
+    course, _ = graded
     files = sorted((course / "feedback").glob("*/bn_math/bn_math.html"))
     assert {f.parts[-3] for f in files} >= {"alice", "bob", "José_Núñez", "frank", "grace"}
     hidden = hidden_test_lines()
@@ -211,47 +241,31 @@ def test_feedback_has_no_hidden_test_and_no_remote_script(graded):
     assert "not implemented yet" in bob
 
 
-def test_rerun_grades_only_what_changed(graded, tmp_path):
-    course, subs, _ = graded
-    again = grade(course, subs)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "0 graded, 11 unchanged" in again.stdout
-    changed = notebook()
-    changed["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "I also tried eps=0."})
-    write(changed, subs / "alice" / "bn_math.ipynb")  # alice resubmitted
-    third = grade(course, subs)
-    assert "1 graded, 10 unchanged" in third.stdout
+def test_rerun_grades_only_what_changed(graded):
+    course, runs = graded
+    assert runs["again"]["returncode"] == 0, runs["again"]["stderr"][-3000:]
+    assert "0 graded, 11 unchanged" in runs["again"]["stdout"]
+    assert "1 graded, 10 unchanged" in runs["third"]["stdout"]
     assert float(rows(course)["alice"]["total"]) == 12.0
     assert float(rows(course)["bob"]["total"]) == 0.0
 
 
-def test_a_zip_of_loose_files_with_odd_names(graded, tmp_path):
-    course, _, _ = graded
-    archive = as_zip({
-        "export/kim_bn_math.ipynb": notebook(),
-        "export/lee_attempt_2.ipynb": notebook({"batchnorm_forward": wrong_forward()}),
-        "export/__MACOSX/._kim_bn_math.ipynb": "junk",
-        "export/readme.txt": "hello",
-        "export/noseparator.ipynb": notebook(),
-        "export/../escape_x.ipynb": notebook(),
-    }, tmp_path / "class.zip")
-    done = grade(course, archive, "--out", str(tmp_path / "out"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    with open(tmp_path / "out" / "grades.csv", encoding="utf-8") as handle:
+def test_a_zip_of_loose_files_with_odd_names(graded):
+    course, runs = graded
+    done = runs["zip"]
+    assert done["returncode"] == 0, done["stderr"][-3000:]
+    with open(Path(runs["course"]).parent / "zip-out" / "grades.csv", encoding="utf-8") as handle:
         table = {row["student_id"]: row for row in csv.DictReader(handle)}
     assert float(table["kim"]["total"]) == 12.0
     assert float(table["lee"]["test_batchnorm_forward"]) < 3.0
     assert "noseparator" not in table and "escape" not in table
-    assert "noseparator.ipynb" in done.stdout and "leaves the archive" in done.stdout
-    assert not (tmp_path / "escape_x.ipynb").exists()
+    assert "noseparator.ipynb" in done["stdout"] and "leaves the archive" in done["stdout"]
+    assert not (Path(runs["course"]).parent / "escape_x.ipynb").exists()
 
 
-def test_unknown_assignment_and_missing_folder_are_one_line_errors(graded, tmp_path):
-    course, subs, _ = graded
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    for args in (["grade", "no_such", str(subs)], ["grade", "bn_math", str(tmp_path / "missing")]):
-        done = subprocess.run([sys.executable, "-m", "autograder", *args], cwd=course, env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 2
-        assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error: ")
+def test_unknown_assignment_and_missing_folder_are_one_line_errors(graded):
+    course, runs = graded
+    for done in runs["bad"]:
+        assert done["returncode"] == 2
+        assert len(done["stderr"].strip().splitlines()) == 1 and done["stderr"].startswith("error: ")
     assert json.loads((course / "grading" / "bn_math" / "state.json").read_text())["students"]

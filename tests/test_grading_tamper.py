@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_class import as_folder, as_nbgrader, notebook, solutions
+from tests.fake_class import as_folder, as_nbgrader, notebook, shared_result, solutions
 from tests.test_grading_cli import copy_course
 
 
@@ -211,12 +211,17 @@ def _totals_from_nbgrader_export(course: Path) -> dict[str, tuple[float, float]]
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     with open(course / "export.csv", encoding="utf-8") as handle:
-        return {row["student_id"]: (float(row["score"]), float(row["max_score"])) for row in csv.DictReader(handle)}
+        return {row["student_id"]: [float(row["score"]), float(row["max_score"])] for row in csv.DictReader(handle)}
 
 
 @pytest.fixture(scope="session")
 def plain_nbgrader(tmp_path_factory):
-    course = copy_course(tmp_path_factory.mktemp("plain"))
+    result = shared_result(tmp_path_factory, "tamper-plain", _plain_nbgrader)
+    return result["totals"], Path(result["course"]), result["feedback_stderr"]
+
+
+def _plain_nbgrader(folder: Path) -> dict:
+    course = copy_course(folder / "course")
     as_nbgrader({name: nb for name, (nb, _) in CASES.items()}, course)
     for command in (["generate_assignment", "bn_math", "--force"], ["autograde", "bn_math", "--force"]):
         done = subprocess.run([sys.executable, "-m", "nbgrader", *command, "--log-level=WARN"], cwd=course,
@@ -229,13 +234,17 @@ def plain_nbgrader(tmp_path_factory):
     feedback = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", "bn_math", "--force",
                                "--log-level=WARN"], cwd=course, env=_env(), capture_output=True, text=True,
                               timeout=900)
-    return _totals_from_nbgrader_export(course), course, feedback
+    return {"totals": _totals_from_nbgrader_export(course), "course": str(course), "feedback_stderr": feedback.stderr}
 
 
 @pytest.fixture(scope="session")
 def project_command(tmp_path_factory):
-    course = copy_course(tmp_path_factory.mktemp("project"))
-    subs = as_folder({name: nb for name, (nb, _) in CASES.items()}, tmp_path_factory.mktemp("subs"))
+    return shared_result(tmp_path_factory, "tamper-project", _project_command)
+
+
+def _project_command(folder: Path) -> dict:
+    course = copy_course(folder / "course")
+    subs = as_folder({name: nb for name, (nb, _) in CASES.items()}, folder / "subs")
     done = subprocess.run([sys.executable, "-m", "autograder", "grade", "bn_math", str(subs), "--quiet",
                            "--no-feedback"], cwd=course, env=_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -246,16 +255,16 @@ def project_command(tmp_path_factory):
 @pytest.mark.parametrize("case", list(CASES))
 def test_plain_nbgrader_autograde(plain_nbgrader, case):
     expected = CASES[case][1]
-    assert plain_nbgrader[0][case] == (pytest.approx(expected), 12.0)
+    assert plain_nbgrader[0][case] == [pytest.approx(expected), 12.0]
 
 
 @pytest.mark.xdist_group("grading-tamper-plain")
 def test_plain_nbgrader_feedback_hides_hidden_tests_and_loads_nothing(plain_nbgrader):
     from tests.fake_class import hidden_test_lines
 
-    _, course, done = plain_nbgrader
+    _, course, stderr = plain_nbgrader
     files = sorted((course / "feedback").glob("*/bn_math/*.html"))
-    assert len(files) >= len(CASES) - 1, done.stderr[-2000:]
+    assert len(files) >= len(CASES) - 1, stderr[-2000:]
     hidden = hidden_test_lines()
     for file in files:
         text = file.read_text(encoding="utf-8")
@@ -269,7 +278,7 @@ def test_plain_nbgrader_feedback_hides_hidden_tests_and_loads_nothing(plain_nbgr
 @pytest.mark.parametrize("case", list(CASES))
 def test_project_command(project_command, case):
     expected = CASES[case][1]
-    assert project_command[case] == (pytest.approx(expected), 12.0)
+    assert project_command[case] == [pytest.approx(expected), 12.0]
 
 
 def test_the_catalogue_of_tricks_is_complete():
