@@ -77,6 +77,9 @@ def grade(args: argparse.Namespace) -> None:
         raise CommandError(str(error)) from error
     for note in summary["notes"]:
         print(f"note: {note}")
+    if summary["students"] == 0:
+        print(f"warning: no submissions found in {source} (expected <student>/<notebook>.ipynb, "
+              "<student>_<anything>.ipynb, or a .zip of either)")
     print(f"{summary['students']} students: {summary['graded']} graded, {summary['unchanged']} unchanged "
           f"since the last run ({summary['seconds']:.1f} s)")
     print("time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in summary["timings"].items()))

@@ -9,6 +9,7 @@ student's outputs match a known mistake, what that mistake is.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from functools import cache
 
@@ -55,7 +56,10 @@ class Verdict:
         head = f"Hidden tests: {self.passed} of {self.total} checks passed."
         if not self.messages:
             return head
-        return head + "\n" + "\n".join(f"- {message}" for message in _unique(self.messages))
+        items = (textwrap.fill(message, width=100, initial_indent="- ", subsequent_indent="  ",
+                               break_long_words=False, break_on_hyphens=False)
+                 for message in _unique(self.messages))
+        return head + "\n" + "\n".join(items)
 
 
 def _unique(items: list[str]) -> list[str]:

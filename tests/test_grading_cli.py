@@ -132,6 +132,8 @@ def _grade_everything(folder: Path) -> dict:
     runs["bad"] = [_outcome(subprocess.run([sys.executable, "-m", "autograder", *args], cwd=course, env=env,
                                            capture_output=True, text=True, timeout=120))
                    for args in (["grade", "no_such", str(subs)], ["grade", "bn_math", str(folder / "missing")])]
+    (folder / "empty").mkdir()
+    runs["empty"] = _outcome(grade(course, folder / "empty", "--out", str(folder / "empty-out")))
     runs["course"], runs["subs"] = str(course), str(subs)
     return runs
 
@@ -269,3 +271,11 @@ def test_unknown_assignment_and_missing_folder_are_one_line_errors(graded):
         assert done["returncode"] == 2
         assert len(done["stderr"].strip().splitlines()) == 1 and done["stderr"].startswith("error: ")
     assert json.loads((course / "grading" / "bn_math" / "state.json").read_text())["students"]
+
+
+def test_an_empty_submissions_folder_is_said_in_one_line(graded):
+    _, runs = graded
+    done = runs["empty"]
+    assert done["returncode"] == 0
+    warnings = [line for line in done["stdout"].splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "no submissions found" in warnings[0]
