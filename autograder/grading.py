@@ -38,19 +38,14 @@ def student_code(notebook: Mapping[str, Any]) -> list[str]:
     return cells
 
 
-def test_cell_ids(notebook: Mapping[str, Any]) -> list[str]:
-    return [_nbgrader(cell).get("grade_id", "") for cell in notebook.get("cells", []) if is_test_cell(cell)]
-
-
 def static_violations(assignment: str, cells: list[str]) -> dict[str, list[str]]:
     """For each graded name, the forbidden library names its defining cell uses."""
     spec = load_assignment(assignment)
+    defined = {name: index for name in spec.forbidden
+               if (index := defining_cell(cells, name)) is not None}
     violations: dict[str, list[str]] = {}
-    for name, banned in spec.forbidden.items():
-        index = defining_cell(cells, name)
-        if index is None:
-            continue
-        uses = forbidden_uses(cells[index], banned)
+    for name, index in defined.items():
+        uses = forbidden_uses(cells[index], spec.forbidden[name])
         if uses:
             violations[name] = uses
     # A graded name whose cell calls another graded name that uses the library
@@ -58,9 +53,8 @@ def static_violations(assignment: str, cells: list[str]) -> dict[str, list[str]]
     changed = True
     while changed:
         changed = False
-        for name in spec.forbidden:
-            index = defining_cell(cells, name)
-            if name in violations or index is None:
+        for name, index in defined.items():
+            if name in violations:
                 continue
             for other, uses in list(violations.items()):
                 if re.search(rf"(?<![\w.]){re.escape(other)}\s*\(", cells[index]):

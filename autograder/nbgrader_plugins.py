@@ -202,7 +202,8 @@ class UseSandboxResults(Preprocessor):
     """
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        from autograder.pipeline import PRECOMPUTED, grade_cells
+        from autograder.grading import grade_in_sandbox
+        from autograder.pipeline import PRECOMPUTED
 
         info = resources.get("nbgrader", {})
         assignment = info.get("assignment")
@@ -210,7 +211,7 @@ class UseSandboxResults(Preprocessor):
             return nb, resources
         result = PRECOMPUTED.get((info.get("student"), info.get("notebook")))
         if result is None:
-            result = grade_cells(nb, assignment, Limits())
+            result = grade_in_sandbox(nb, assignment, Limits())
         apply_verdicts(nb, result.verdicts)
         position = 0
         for cell in nb.cells:

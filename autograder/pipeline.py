@@ -110,11 +110,6 @@ def sanitize(notebook: dict, protected: dict[str, dict]) -> dict:
     return {**notebook, "cells": cells}
 
 
-def grade_cells(notebook: dict, assignment: str, limits: Limits) -> GradedNotebook:
-    """Run and judge one (sanitized) notebook."""
-    return grade_in_sandbox(notebook, assignment, limits)
-
-
 def warm_references(assignment: str) -> None:
     """Compute every probe's reference outputs once, before the threads start."""
     spec = load_assignment(assignment)
@@ -348,7 +343,7 @@ def _grade_entry(entry: Entry, assignment: str, protected: dict[str, dict[str, d
     graded = {}
     for name, data in entry.notebooks.items():
         notebook = json.loads(data.decode("utf-8-sig"))
-        graded[name] = grade_cells(sanitize(notebook, protected[name]), assignment, limits)
+        graded[name] = grade_in_sandbox(sanitize(notebook, protected[name]), assignment, limits)
     return graded
 
 

@@ -111,9 +111,9 @@ def test_released_notebook_scores_zero_failing_only_with_not_implemented(assignm
         assert "not implemented" in message, message
 
 
-def _execute(notebook, tmp_path):
-    env_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    os.environ["PYTHONPATH"] = env_path
+def _execute(notebook, tmp_path, monkeypatch):
+    # The kernel inherits the environment: source notebooks import the hidden tests from the root.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     client = NotebookClient(notebook, timeout=300, allow_errors=True, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
@@ -122,13 +122,13 @@ def _execute(notebook, tmp_path):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_released_notebook_runs_with_only_not_implemented_errors(assignment, tmp_path):
-    errors = _execute(released_notebook(assignment), tmp_path)
+def test_released_notebook_runs_with_only_not_implemented_errors(assignment, tmp_path, monkeypatch):
+    errors = _execute(released_notebook(assignment), tmp_path, monkeypatch)
     assert errors, "the blank notebook should fail its tests"
     assert {o.ename for _, o in errors} == {"NotImplementedError"}, [(i, o.ename, o.evalue) for i, o in errors]
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_source_notebook_runs_without_errors(assignment, tmp_path):
-    errors = _execute(source_notebook(assignment), tmp_path)
+def test_source_notebook_runs_without_errors(assignment, tmp_path, monkeypatch):
+    errors = _execute(source_notebook(assignment), tmp_path, monkeypatch)
     assert not errors, [(i, o.ename, o.evalue) for i, o in errors]
