@@ -5,6 +5,7 @@
 # and, for instructors:
 #   make release                 regenerate exercises/ from solutions/
 #   make grade ASSIGNMENT=bn_math [SUBMISSIONS=submitted]
+#   make publish DEST=../student  write the student edition (no solution, no hidden test)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -14,11 +15,12 @@ ASSIGNMENTS := covariate_shift bn_math train_eval alternatives pitfalls
 ASSIGNMENT ?=
 SUBMISSIONS ?= submitted
 PYTEST_ARGS ?=
+DEST ?=
 
-.PHONY: book test release grade system-deps clean help
+.PHONY: book test release grade publish system-deps clean help
 
 help:
-	@sed -n '1,9p' Makefile
+	@sed -n '1,8p' Makefile
 
 $(INSTALLED): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +45,10 @@ release: $(INSTALLED)
 grade: $(INSTALLED)
 	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=<one of: $(ASSIGNMENTS)> [SUBMISSIONS=folder-or-zip]"; exit 2; }
 	$(BIN)/python -m autograder grade $(ASSIGNMENT) $(SUBMISSIONS)
+
+publish: $(INSTALLED)
+	@test -n "$(DEST)" || { echo "usage: make publish DEST=<folder outside this repository>"; exit 2; }
+	$(BIN)/python -m autograder publish "$(DEST)"
 
 clean:
 	rm -rf _build autograded feedback grading gradebook.db grades.csv

@@ -3,6 +3,7 @@
 Commands:
     release [ASSIGNMENT ...]     regenerate exercises/ from solutions/ (all assignments by default)
     grade ASSIGNMENT SUBMISSIONS autograde a class, write feedback, grades.csv and a report
+    publish DEST                 write the student edition (no solution, no hidden test) into DEST
 
 ``grade`` takes the submissions as an LMS hands them over: a folder of
 ``<student>/<notebook>.ipynb``, a folder of loose ``<student>_<anything>.ipynb``
@@ -40,8 +41,12 @@ def release(assignments: list[str]) -> None:
             raise UnknownAssignment(name)
         if not (ROOT / "solutions" / name).is_dir():
             raise CommandError(f"no source folder solutions/{name}")
+    from autograder.authoring import refresh_rules_cell
+
     with tempfile.TemporaryDirectory(prefix="bn-release-") as scratch:
         for name in assignments:
+            if refresh_rules_cell(ROOT / "solutions" / name / f"{name}.ipynb", name):
+                print(f"refreshed the grading rules in solutions/{name}/{name}.ipynb")
             command = [sys.executable, "-m", "nbgrader", "generate_assignment", name, "--force",
                        f"--db=sqlite:///{scratch}/gradebook.db", "--log-level=WARN"]
             completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -88,6 +93,22 @@ def grade(args: argparse.Namespace) -> None:
     print(f"feedback: {summary['feedback']}/<student>/{args.assignment}/")
 
 
+def publish(dest: str) -> None:
+    """Write the student edition into ``dest``; print its warnings and where it is."""
+    from autograder.publish import PublishError, publish as write_edition
+
+    try:
+        edition = write_edition(ROOT, Path(dest))
+    except PublishError as error:
+        raise CommandError(str(error)) from error
+    for warning in edition.warnings:
+        print(warning, file=sys.stderr)
+    print(f"student edition: {len(edition.files)} files in {edition.dest}")
+    if edition.repository is not None:
+        print(f"push it to {edition.repository.url} ({edition.repository.branch}); "
+              f"its site: {edition.repository.site_url}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,12 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     grade_parser.add_argument("--memory-mb", type=int, default=4096, help="memory limit of one notebook (default 4096)")
     grade_parser.add_argument("--no-feedback", action="store_true", help="skip the feedback files")
     grade_parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    publish_parser = commands.add_parser("publish", help="write the student edition into DEST")
+    publish_parser.add_argument("dest", metavar="DEST",
+                                help="an empty folder, a clone of the (empty) student repository, or a previous edition")
     args = parser.parse_args(argv)
     try:
         if args.command == "release":
             release(args.assignments or list(ASSIGNMENT_IDS))
         elif args.command == "grade":
             grade(args)
+        elif args.command == "publish":
+            publish(args.dest)
     except (CommandError, UnknownAssignment) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

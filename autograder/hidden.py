@@ -1,12 +1,11 @@
-"""Run one test cell's hidden tests inside a notebook's kernel.
+"""Run one test cell's hidden tests inside a notebook's kernel (the instructor's source notebook).
 
 This is what the hidden part of a source notebook's test cell calls, so that an
 instructor who runs ``solutions/<a>/<a>.ipynb`` (or ``nbgrader validate``) sees
-the hidden tests pass or fail. It is not what grades students: during
-``nbgrader autograde`` the verdict of every test cell is replaced by the one
-computed from a sandboxed run of the student's code
-(:mod:`autograder.nbgrader_plugins`), because code in the same process as the
-student's can be fooled by it.
+the hidden tests pass or fail, on the inputs of salt 0. It is not what grades
+students: during ``nbgrader autograde`` the kernel cannot even import this
+package (it runs confined), and the verdict of every test cell comes from a
+sandboxed run of the student's code (:mod:`autograder.nbgrader_plugins`).
 """
 
 from __future__ import annotations
@@ -14,36 +13,42 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from autograder.checks import load_assignment
-from autograder.checks.core import ProbeError
-from autograder.verdicts import StudentResult, as_outputs, verdict
+from autograder.checks.core import ProbeError, salted
+from autograder.spec import load_spec
+from autograder.verdicts import Judge, StudentResult
+from autograder.worker import encode_outputs, error_text
+from autograder.sandbox import decode_outputs
 
 
 class HiddenTestFailure(AssertionError):
     """Some hidden checks of a test cell failed; the message lists them."""
 
 
-def run_probe(probe_run: Any, namespace: Mapping[str, Any], targets: tuple[str, ...]) -> StudentResult:
-    """Run one probe on a namespace and capture what it produced."""
+def run_probe(run: Any, namespace: Mapping[str, Any], targets: tuple[str, ...], salt: int = 0) -> StudentResult:
+    """Run one probe on a namespace, as the worker would, and capture what it produced."""
     missing = [name for name in targets if name not in namespace]
     if missing:
-        return StudentResult(error=f"{', '.join(missing)} is not defined (did its cell run without errors?)")
+        return StudentResult(error=f"{', '.join(missing)} is not defined (did its cell run?)")
     try:
-        return StudentResult(outputs=as_outputs(probe_run(namespace)))
+        with salted(salt):
+            return StudentResult(outputs=decode_outputs(encode_outputs(run(namespace))))
     except ProbeError as error:
         return StudentResult(error=str(error))
     except NotImplementedError:
-        return StudentResult(error=f"{targets[-1]} is not implemented yet (it raises NotImplementedError)")
+        return StudentResult(error="not implemented yet (it raises NotImplementedError)")
     except Exception as error:  # the student's code failed: report it, don't crash the cell
-        return StudentResult(error=f"raised {type(error).__name__}: {error}")
+        return StudentResult(error="raised " + error_text(error))
 
 
 def run_hidden_tests(assignment: str, grade_id: str, namespace: Mapping[str, Any]) -> None:
     """Run the probes of ``grade_id`` on ``namespace``; raise if any fails."""
-    spec = load_assignment(assignment)
-    probes = spec.tests[grade_id]
-    results = [run_probe(probe.run, namespace, probe.targets) for probe in probes]
-    outcome = verdict(assignment, grade_id, results)
+    spec = load_spec(assignment)
+    results = []
+    for probe in spec.tests[grade_id]:
+        result = run_probe(probe.run, namespace, probe.targets)
+        given = run_probe(probe.given, namespace, probe.targets) if probe.given else None
+        results.append(StudentResult(result.outputs, result.error, given.outputs if given else None))
+    outcome = Judge(spec).verdicts({grade_id: results}, 0)[grade_id]
     if outcome.passed < outcome.total:
         raise HiddenTestFailure(outcome.report())
     print(outcome.report())

@@ -21,12 +21,13 @@ import re
 import tempfile
 import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Files and folders an archive tool or an OS adds, never a submission.
 _JUNK = re.compile(r"^(__MACOSX|\.DS_Store|Thumbs\.db|\.ipynb_checkpoints|\..*)$")
-_MOODLE = re.compile(r"^(?P<name>.+?)_\d+_assignsubmission_\w*$")
+_MOODLE = re.compile(r"^(?P<name>.+?)_(?P<number>\d+)_assignsubmission_\w*$")
 #: Total uncompressed size accepted from one zip (a zip bomb stops here).
 MAX_ZIP_BYTES = 512 * 1024**2
 MAX_NOTEBOOK_BYTES = 20 * 1024**2
@@ -50,16 +51,19 @@ class Entry:
         return h.hexdigest()
 
 
-def student_id(raw: str) -> str:
+def student_id(raw: str, with_number: bool = False) -> str:
     """A safe gradebook id: NFC, whitespace and path characters replaced by ``_``.
 
     Letters of any script stay (``José``, ``李雷``); nbgrader uses the id as a
     folder name and in URLs, so spaces, slashes and control characters go.
+    A Moodle folder name gives the student's name, and with ``with_number``
+    also the participant number Moodle put after it (two students of the
+    same name stay two students).
     """
     text = unicodedata.normalize("NFC", raw).strip()
     match = _MOODLE.match(text)
     if match:
-        text = match.group("name")
+        text = match.group("name") + (f"_{match.group('number')}" if with_number else "")
     text = re.sub(r"[^\w.@+-]+", "_", text, flags=re.UNICODE).strip("._")
     return text[:100] or "unnamed"
 
@@ -94,10 +98,20 @@ def check_notebook(data: bytes) -> str:
         content = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         return f"the file is not a valid notebook (not JSON: {str(error)[:80]})"
+    except RecursionError:
+        return "the file is not a valid notebook (its JSON is nested too deeply)"
     if not isinstance(content, dict) or not isinstance(content.get("cells"), list):
         return "the file is not a valid notebook (no list of cells)"
     if content.get("nbformat") != 4:
         return f"the file is not a version 4 notebook (nbformat {content.get('nbformat')!r})"
+    for number, cell in enumerate(content["cells"], start=1):
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
+            return f"the file is not a valid notebook (cell {number} is not a notebook cell)"
+        source = cell.get("source", "")
+        if not (isinstance(source, str) or isinstance(source, list) and all(isinstance(x, str) for x in source)):
+            return f"the file is not a valid notebook (cell {number} has no text source)"
+        if not isinstance(cell.get("metadata", {}), dict):
+            return f"the file is not a valid notebook (cell {number} has malformed metadata)"
     return ""
 
 
@@ -161,7 +175,11 @@ def collect(source: Path, assignment: str, notebooks: list[str]) -> tuple[list[E
         if source.is_file():
             if not zipfile.is_zipfile(source):
                 raise ValueError(f"{source} is neither a folder nor a zip archive")
-            notes += _extract(source, Path(scratch))
+            try:
+                notes += _extract(source, Path(scratch))
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as error:
+                raise ValueError(f"{source} is a damaged zip archive ({str(error)[:100]}); nothing was graded: "
+                                 "export the submissions again") from None
             folder = Path(scratch)
         else:
             folder = source
@@ -171,9 +189,16 @@ def collect(source: Path, assignment: str, notebooks: list[str]) -> tuple[list[E
 
 def _scan(folder: Path, assignment: str, notebooks: list[str], notes: list[str]) -> list[Entry]:
     entries: dict[str, Entry] = {}
+    # Folder names that would give one id to two students (two Moodle
+    # participants of the same name) keep their participant number.
+    raws = [p.name if p.is_dir() else p.stem.partition("_")[0] for p in folder.iterdir() if _visible(p)]
+    by_id: dict[str, set[str]] = {}
+    for raw in raws:
+        by_id.setdefault(student_id(raw), set()).add(raw)
+    shared = {raw for names in by_id.values() if len(names) > 1 for raw in names if _MOODLE.match(raw.strip())}
 
     def entry_for(raw: str) -> Entry:
-        sid = student_id(raw)
+        sid = student_id(raw, with_number=raw in shared)
         if sid not in entries:
             entries[sid] = Entry(sid, raw)
             if sid != raw:

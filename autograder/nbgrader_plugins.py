@@ -4,7 +4,7 @@
   it runs the notebook in its kernel as usual (so students get their outputs
   back in the feedback), survives a kernel that dies, then overwrites the result
   of every test cell with the verdict of the hidden tests, computed from a
-  sandboxed run of the student's code (:func:`autograder.grading.grade_notebook`).
+  sandboxed run of the student's code (:func:`autograder.grading.grade_in_sandbox`).
   Test cells' sources and metadata come from the gradebook (nbgrader's
   ``OverwriteCells``), never from the submission.
 - :class:`UseSandboxResults` takes the place of :class:`ExecuteAndVerify` in
@@ -26,14 +26,16 @@ from nbgrader.preprocessors import NbGraderPreprocessor as Preprocessor
 from nbgrader.preprocessors import Execute
 from traitlets import Float, Integer, Unicode
 
+import os
+import re
+import weakref
+from pathlib import Path
+
 from autograder.checks import ASSIGNMENT_IDS
-from autograder.grading import grade_notebook, is_test_cell
+from autograder.confinement import environment
+from autograder.grading import is_test_cell
 from autograder.sandbox import Limits
 from autograder.verdicts import Verdict
-
-import os
-import shutil
-from pathlib import Path
 
 #: The course's nbconvert templates (the offline feedback page).
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -45,6 +47,7 @@ def configure(c: Any, root: str) -> None:
     from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput,
                                         SaveAutoGrades)
 
+    _copy_no_links()
     c.CourseDirectory.root = root
     c.CourseDirectory.course_id = "batchnorm"
     c.CourseDirectory.source_directory = "solutions"
@@ -53,7 +56,8 @@ def configure(c: Any, root: str) -> None:
     c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
     c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
-    c.Execute.timeout = 120
+    c.Execute.timeout = 60
+    c.ExecuteAndVerify.course_root = root
     # Feedback: no hidden test source, no traceback of hidden code, no CDN.
     import nbgrader
 
@@ -65,7 +69,7 @@ def configure(c: Any, root: str) -> None:
     from nbgrader.preprocessors import GetGrades
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
-    c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+    c.GenerateFeedback.preprocessors = [HideHiddenTests, MathToMathML, GetGrades, CSSHTMLHeaderPreprocessor]
     c.Autograde.autograde_preprocessors = [
         ExecuteAndVerify,
         IgnorePattern,
@@ -75,6 +79,28 @@ def configure(c: Any, root: str) -> None:
         AssignLatePenalties,
         CheckCellMetadata,
     ]
+
+
+def _copy_no_links() -> None:
+    """nbgrader copies a submission's other files as root with ``shutil.copy``, which follows links:
+    a student's ``data.txt -> /course/solutions/...`` would arrive as the solutions. Links are skipped.
+
+    nbgrader has no setting for this, so its file finder is wrapped (once, idempotently) when this
+    course's configuration loads.
+    """
+    from nbgrader.converters import base
+
+    finder = base.find_all_files
+    if getattr(finder, "skips_links", False):
+        return
+
+    def find_regular_files(path: str, exclude: list[str] | None = None) -> list[str]:
+        root = os.path.realpath(path)
+        return [name for name in finder(path, exclude) if not os.path.islink(name)
+                and os.path.realpath(name).startswith(root + os.sep)]
+
+    find_regular_files.skips_links = True  # type: ignore[attr-defined]
+    base.find_all_files = find_regular_files
 
 
 def verdict_outputs(result: Verdict, points: float) -> list[NotebookNode]:
@@ -111,107 +137,171 @@ def apply_verdicts(nb: NotebookNode, verdicts: dict[str, Verdict]) -> None:
 class ExecuteAndVerify(Execute):
     """nbgrader's Execute in a confined kernel, then the sandboxed hidden tests decide every test cell.
 
-    The kernel gets the sandbox's limits too: its own empty working folder
-    (with copies of the assignment's data files), an address-space and a CPU
-    time limit and, when nbgrader runs as root, an unprivileged user id and
-    private mounts (it cannot write to the course, read the solutions or the
-    gradebook, or touch another submission). It keeps the network, which it
-    needs to talk to nbgrader. A kernel that dies or hangs costs only its
-    own outputs: the grade comes from the sandboxed run.
+    The kernel is jailed like a worker (:mod:`autograder.confinement`): an
+    empty working folder with copies of the submission's data files (regular
+    files only, no link followed), a scrubbed environment, no network (it
+    talks to nbgrader over Unix sockets), a memory limit for its process
+    tree, an unprivileged user id and a view of the machine without the
+    course; and the whole notebook gets ``notebook_seconds``. A kernel that
+    dies or hangs costs only its own outputs: the grade comes from the
+    sandboxed run of the student's cells.
     """
 
-    cell_seconds = Float(60.0, help="Time limit for one cell or check in the sandbox.").tag(config=True)
-    notebook_seconds = Float(300.0, help="Time limit for the whole sandboxed run.").tag(config=True)
-    memory_megabytes = Integer(4096, help="Memory limit of the sandboxed run.").tag(config=True)
+    cell_seconds = Float(60.0, help="Time limit for one cell or check.").tag(config=True)
+    notebook_seconds = Float(300.0, help="Time limit for the whole notebook.").tag(config=True)
+    memory_megabytes = Integer(4096, help="Memory limit of one notebook.").tag(config=True)
+    course_root = Unicode("", help="The course folder (for its secret).").tag(config=True)
 
-    _kernel_uid: int | None = None
-    _kernel_dir: str = ""
+    _kernel_jail: Any = None
+
+    def _shared_grading(self) -> tuple[Any, dict[str, Any]]:
+        """One sandbox (NumPy and PyTorch imported once) and one judge per assignment for the whole command.
+
+        nbconvert makes a new preprocessor for every notebook; the exporter
+        that owns them lives as long as the command, so they are kept there.
+        """
+        from autograder.sandbox import Sandbox
+
+        owner = self.parent if self.parent is not None else self
+        shared = getattr(owner, "_bn_grading", None)
+        if shared is None:
+            shared = (Sandbox(), {})
+            owner._bn_grading = shared
+            weakref.finalize(owner, shared[0].close)
+        return shared
 
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
-        if self._kernel_dir:
-            km.connection_file = os.path.join(self._kernel_dir, "connection.json")
+        if self._kernel_jail is not None:
+            conn = os.path.join(self._kernel_jail["conn"], "kernel")
+            km.transport = "ipc"
+            km.ip = conn
+            km.connection_file = conn + ".json"
         return km
 
     async def async_start_new_kernel(self, **kwargs: Any) -> None:
-        if self._kernel_dir:
-            from autograder.worker import confine
+        state = self._kernel_jail
+        if state is not None:
+            from autograder.confinement import enter_jail
 
-            workdir = os.path.join(self._kernel_dir, "work")
+            jail = state["jail"]
             source = kwargs.get("cwd") or self.resources.get("metadata", {}).get("path")
             if source and os.path.isdir(source):
-                for name in os.listdir(source):
-                    path = os.path.join(source, name)
-                    if os.path.isfile(path) and not name.endswith(".ipynb"):
-                        shutil.copy(path, workdir)
-            uid, kernel_dir = self._kernel_uid, self._kernel_dir
-            memory, seconds = self.memory_megabytes * 1024**2, self.notebook_seconds
+                copy_data_files(source, jail.workdir)
 
-            def limit() -> None:
-                connection = os.path.join(kernel_dir, "connection.json")
-                if uid is not None and os.path.exists(connection):
-                    os.chown(connection, uid, uid)
-                confine(workdir, uid, memory, seconds, relative_memory=False, network=True, keep=(kernel_dir,))
+            def confine() -> None:
+                for name in os.listdir(state["conn"]):
+                    if jail.uid is not None:
+                        os.chown(os.path.join(state["conn"], name), jail.uid, jail.uid)
+                enter_jail(jail)
 
-            kwargs["cwd"] = workdir
-            kwargs["preexec_fn"] = limit
-            kwargs["env"] = {**os.environ, "HOME": workdir, "TMPDIR": workdir, "MPLCONFIGDIR": workdir,
-                             "IPYTHONDIR": os.path.join(workdir, ".ipython"), "MPLBACKEND": "Agg"}
+            kwargs["cwd"] = jail.workdir
+            kwargs["preexec_fn"] = confine
+            kwargs["env"] = environment(jail.workdir, {"IPYTHONDIR": os.path.join(jail.workdir, ".ipython"),
+                                                        "JUPYTER_RUNTIME_DIR": state["conn"]})
         return await super().async_start_new_kernel(**kwargs)
 
     # nbclient binds the synchronous wrapper to its own coroutine: rebind it to ours.
     start_new_kernel = run_sync(async_start_new_kernel)
 
-    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        import tempfile
+    def _kernel_run(self, nb: NotebookNode, resources: dict) -> NotebookNode:
+        import threading
 
-        from autograder.sandbox import _cleanup, _sandbox_uid
+        from autograder.confinement import Jail, ProcessGroup
+        from autograder.sandbox import RunFolders, kill_uid, lease_uid
 
-        with _sandbox_uid() as uid:
-            self._kernel_uid = uid
-            self._kernel_dir = tempfile.mkdtemp(prefix="bn-kernel-")
-            workdir = os.path.join(self._kernel_dir, "work")
-            os.mkdir(workdir)
-            os.chmod(self._kernel_dir, 0o711)
+        memory = self.memory_megabytes * 1024**2
+        with lease_uid() as uid:
+            folders = RunFolders.create(uid)
+            conn = folders.base / "conn"
+            conn.mkdir(mode=0o711)
             if uid is not None:
-                os.chown(workdir, uid, uid)
-            os.chmod(workdir, 0o700)
+                os.chown(conn, uid, uid)
+            group = ProcessGroup.create(f"bn-kernel-{os.getpid()}-{uid}", memory, 64)
+            jail = Jail(workdir=str(folders.work), root=str(folders.root), uid=uid, memory_bytes=memory,
+                        cpu_seconds=self.notebook_seconds, cgroup=group.handle if group else "",
+                        extra_paths=(str(conn),))
+            self._kernel_jail = {"jail": jail, "conn": str(conn)}
+            self.timeout = int(self.cell_seconds)
+
+            def stop_everything() -> None:
+                if group is not None:
+                    group.kill_all()
+                if uid is not None:
+                    kill_uid(uid)
+
+            deadline = threading.Timer(self.notebook_seconds, stop_everything)
+            deadline.start()
             try:
                 nb, resources = super().preprocess(nb, resources)
             except Exception as error:  # a dead or hung kernel must not stop the grading
                 self.log.warning("Kernel execution stopped early: %s", error)
             finally:
-                _cleanup(Path(self._kernel_dir), uid)
-                self._kernel_dir = ""
-        assignment = resources.get("nbgrader", {}).get("assignment")
-        if assignment in ASSIGNMENT_IDS:
-            from autograder.sandbox import shared_fork_server
+                deadline.cancel()
+                stop_everything()
+                if group is not None:
+                    group.remove()
+                folders.remove()
+                self._kernel_jail = None
+        return nb
 
-            shared_fork_server()  # NumPy and PyTorch imported once for every notebook of this command
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        nb = self._kernel_run(nb, resources)
+        info = resources.get("nbgrader", {})
+        assignment = info.get("assignment")
+        if assignment in ASSIGNMENT_IDS:
+            from autograder.grading import grade_in_sandbox
+            from autograder.secret import course_secret, student_salt
+            from autograder.spec import load_spec
+            from autograder.verdicts import Judge
+
+            sandbox, judges = self._shared_grading()
+            if assignment not in judges:
+                judges[assignment] = Judge(load_spec(assignment))
+            judge = judges[assignment]
+            salt = student_salt(course_secret(Path(self.course_root or os.getcwd())), str(info.get("student")),
+                                assignment)
             limits = Limits(self.cell_seconds, self.notebook_seconds, self.memory_megabytes * 1024**2)
-            apply_verdicts(nb, grade_notebook(nb, assignment, limits))
+            graded = grade_in_sandbox(nb, judge.spec, sandbox, judge, salt, limits)
+            apply_verdicts(nb, graded.verdicts)
         return nb, resources
+
+
+def copy_data_files(source: str, target: str, limit: int = 32 * 1024**2) -> None:
+    """Copy the regular files of a submission folder (no notebook, no link followed, bounded in size)."""
+    total = 0
+    for entry in os.scandir(source):
+        if entry.name.endswith(".ipynb") or not entry.is_file(follow_symlinks=False):
+            continue
+        size = entry.stat(follow_symlinks=False).st_size
+        if total + size > limit:
+            continue
+        descriptor = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(descriptor, "rb") as handle, open(os.path.join(target, entry.name), "wb") as sink:
+            sink.write(handle.read(size))
+        total += size
 
 
 class UseSandboxResults(Preprocessor):
     """In place of the kernel: results of the grader's sandboxed run (``python -m autograder grade``).
 
     Fills every test cell with its verdict and every other code cell with what
-    it printed or the error it raised, as recorded by the worker. A notebook
-    the grader has no precomputed result for is graded on the spot.
+    it printed or the error it raised, as recorded by the worker, from
+    ``<results_root>/<student>/<notebook>.json`` written by the grading command.
     """
 
+    results_root = Unicode("", help="Where the grading command left each notebook's results.").tag(config=True)
+
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        from autograder.grading import grade_in_sandbox
-        from autograder.pipeline import PRECOMPUTED
+        import json
+
+        from autograder.grading import graded_from_json
 
         info = resources.get("nbgrader", {})
-        assignment = info.get("assignment")
-        if assignment not in ASSIGNMENT_IDS:
+        if info.get("assignment") not in ASSIGNMENT_IDS:
             return nb, resources
-        result = PRECOMPUTED.get((info.get("student"), info.get("notebook")))
-        if result is None:
-            result = grade_in_sandbox(nb, assignment, Limits())
+        path = Path(self.results_root) / str(info.get("student")) / f"{info.get('notebook')}.json"
+        result = graded_from_json(json.loads(path.read_text(encoding="utf-8")))
         apply_verdicts(nb, result.verdicts)
         position = 0
         for cell in nb.cells:
@@ -229,6 +319,42 @@ class UseSandboxResults(Preprocessor):
                 cell.outputs.append(NotebookNode(output_type="error", ename=name, evalue=value,
                                                  traceback=run.traceback or [run.error]))
         return nb, resources
+
+
+class MathToMathML(Preprocessor):
+    """Feedback renders its formulas offline: TeX in markdown cells becomes MathML, which browsers draw natively.
+
+    ``$$...$$`` becomes a block and ``$...$`` an inline ``<math>`` element; a
+    formula that does not convert stays as TeX.
+    """
+
+    _display = re.compile(r"\$\$(.+?)\$\$", re.S)
+    _inline = re.compile(r"(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\$)")
+
+    @staticmethod
+    def _convert(tex: str, display: str) -> str | None:
+        from latex2mathml.converter import convert
+
+        try:
+            return convert(tex.strip(), display=display)
+        except Exception:  # noqa: BLE001 - keep the TeX when the converter cannot read it
+            return None
+
+    def _replace(self, text: str) -> str:
+        def block(match: re.Match[str]) -> str:
+            return self._convert(match.group(1), "block") or match.group(0)
+
+        def inline(match: re.Match[str]) -> str:
+            return self._convert(match.group(1), "inline") or match.group(0)
+
+        parts = re.split(r"(```.*?```|`[^`\n]*`)", text, flags=re.S)  # leave code alone
+        return "".join(part if index % 2 else self._inline.sub(inline, self._display.sub(block, part))
+                       for index, part in enumerate(parts))
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
+        if cell.cell_type == "markdown":
+            cell.source = self._replace(cell.source)
+        return cell, resources
 
 
 class HideHiddenTests(Preprocessor):

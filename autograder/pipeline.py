@@ -31,18 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autograder.checks import load_assignment
-from autograder.grading import GradedNotebook, grade_in_sandbox
+from autograder.grading import GradedNotebook, grade_in_sandbox, graded_to_json
 from autograder.intake import Entry, collect
-from autograder.sandbox import Limits, fork_server
-from autograder.verdicts import reference_outputs
+from autograder.sandbox import Limits, Sandbox
+from autograder.secret import course_secret, student_salt
+from autograder.spec import AssignmentSpec, load_spec
+from autograder.verdicts import Judge
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("autograder")
-
-#: Results of sandboxed runs, read by :class:`UseSandboxResults` during
-#: nbgrader's in-process autograde: (student, notebook) -> Graded notebook.
-PRECOMPUTED: dict[tuple[str, str], "GradedNotebook"] = {}
 
 
 @dataclass
@@ -55,6 +52,7 @@ class Outcome:
     reasons: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
     messages: dict[str, list[str]] = field(default_factory=dict)
+    mistakes: dict[str, list[str]] = field(default_factory=dict)  # named mistakes per test cell
     seconds: float = 0.0
 
 
@@ -65,8 +63,11 @@ class Outcome:
 def grader_version(assignment: str, root: Path = ROOT) -> str:
     """A hash of everything that decides a grade besides the submission."""
     h = hashlib.sha256()
-    files = [ROOT / "autograder" / name for name in ("grading.py", "verdicts.py", "worker.py", "forbidden.py")]
-    files += [ROOT / "autograder" / "checks" / "core.py", ROOT / "autograder" / "checks" / f"{assignment}.py"]
+    files = [ROOT / "autograder" / name for name in ("grading.py", "verdicts.py", "worker.py", "policy.py",
+                                                       "sandbox.py", "confinement.py", "spec.py")]
+    files += [ROOT / "autograder" / "checks" / "core.py", ROOT / "autograder" / "checks" / f"{assignment}.py",
+              ROOT / "autograder" / "references" / f"{assignment}.py"]
+    h.update(hashlib.sha256(course_secret(root)).digest())  # new secret, new inputs: grade again
     files += sorted((root / "solutions" / assignment).glob("*.ipynb"))
     for path in files:
         if path.exists():
@@ -89,7 +90,8 @@ def sanitize(notebook: dict, protected: dict[str, dict]) -> dict:
     """What nbgrader's ``OverwriteCells`` does: protected cells come from the source, not the student.
 
     A student's cell that claims a protected grade id gets the source's
-    content and metadata; any other cell that claims to be graded loses that
+    content, metadata and cell type (a test cell turned into markdown is a
+    test cell again); any other cell that claims to be graded loses that
     claim (so it runs as the student's code, and scores nothing).
     """
     cells = []
@@ -99,23 +101,16 @@ def sanitize(notebook: dict, protected: dict[str, dict]) -> dict:
         cell = dict(cell)
         meta = dict((cell.get("metadata") or {}).get("nbgrader") or {})
         grade_id = meta.get("grade_id")
-        if grade_id in protected and cell.get("cell_type") == protected[grade_id].get("cell_type"):
+        if isinstance(grade_id, str) and grade_id in protected:
             original = protected[grade_id]
-            cell["source"] = original.get("source", "")
-            cell["metadata"] = dict(original.get("metadata", {}))
+            cell = {key: value for key, value in original.items() if key != "id"}
+            if original.get("cell_type") == "code":
+                cell["outputs"], cell["execution_count"] = [], None
         elif meta.get("grade") or meta.get("locked"):
             meta.update(grade=False, locked=False)
             cell["metadata"] = {**(cell.get("metadata") or {}), "nbgrader": meta}
         cells.append(cell)
     return {**notebook, "cells": cells}
-
-
-def warm_references(assignment: str) -> None:
-    """Compute every probe's reference outputs once, before the threads start."""
-    spec = load_assignment(assignment)
-    for grade_id, probes in spec.tests.items():
-        for index in range(len(probes)):
-            reference_outputs(assignment, grade_id, index)
 
 
 # ---------------------------------------------------------------------------
@@ -278,31 +273,28 @@ def grade_class(assignment: str, submissions: Path, *, root: Path = ROOT, jobs: 
     skipped = len(entries) - len(todo)
 
     lap("intake")
-    # The fork server starts importing NumPy and PyTorch now, in parallel with what follows.
-    server = fork_server() if todo else contextlib.nullcontext()
-    server.__enter__()
-    try:
+    # The zygote starts importing NumPy and PyTorch now, in parallel with what follows.
+    with Sandbox() if todo else contextlib.nullcontext() as sandbox:
         return _grade(course, config, entries, notes, state, version, todo, skipped, limits, jobs, progress,
-                      feedback, force, lap, timings, started)
-    finally:
-        server.__exit__(None, None, None)
+                      feedback, force, lap, timings, started, sandbox)
 
 
 def _grade(course, config, entries, notes, state, version, todo, skipped, limits, jobs, progress, feedback,
-           force, lap, timings, started) -> dict[str, Any]:
+           force, lap, timings, started, sandbox) -> dict[str, Any]:
     root, assignment, notebooks = course.root, course.assignment, course.notebooks
     ensure_assignment(course, config)
     lap("gradebook set-up")
     protected = {nb: source_test_cells(root, assignment, nb) for nb in notebooks}
-    if todo:
-        warm_references(assignment)
-    lap("reference outputs")
+    spec = load_spec(assignment)
+    judge = Judge(spec)
+    secret = course_secret(root)
+    lap("hidden tests")
     bar = Progress(len(todo), progress)
     jobs = jobs or os.cpu_count() or 1
 
     from nbgrader.apps import NbGraderAPI
 
-    api_config = _grading_config(config)
+    api_config = _grading_config(config, course.out / "runs")
     api = NbGraderAPI(config=api_config)
     api.log.setLevel(logging.ERROR)
     gb_lock = threading.Lock()
@@ -310,7 +302,8 @@ def _grade(course, config, entries, notes, state, version, todo, skipped, limits
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         pending = {}
         for entry in todo:
-            pending[pool.submit(_grade_entry, entry, assignment, protected, limits)] = entry
+            salt = student_salt(secret, entry.student, assignment)
+            pending[pool.submit(_grade_entry, entry, spec, sandbox, judge, salt, protected, limits)] = entry
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -338,16 +331,16 @@ def _grade(course, config, entries, notes, state, version, todo, skipped, limits
             "feedback": str(root / "feedback")}
 
 
-def _grade_entry(entry: Entry, assignment: str, protected: dict[str, dict[str, dict]],
-                 limits: Limits) -> dict[str, GradedNotebook]:
+def _grade_entry(entry: Entry, spec: AssignmentSpec, sandbox: Sandbox, judge: Judge, salt: int,
+                 protected: dict[str, dict[str, dict]], limits: Limits) -> dict[str, GradedNotebook]:
     graded = {}
     for name, data in entry.notebooks.items():
         notebook = json.loads(data.decode("utf-8-sig"))
-        graded[name] = grade_in_sandbox(sanitize(notebook, protected[name]), assignment, limits)
+        graded[name] = grade_in_sandbox(sanitize(notebook, protected[name]), spec, sandbox, judge, salt, limits)
     return graded
 
 
-def _grading_config(config: Any) -> Any:
+def _grading_config(config: Any, runs: Path) -> Any:
     """The course's config with the kernel replaced by this process's sandbox results."""
     from copy import deepcopy
 
@@ -357,6 +350,7 @@ def _grading_config(config: Any) -> Any:
     preprocessors = list(config.Autograde.autograde_preprocessors)
     config.Autograde.autograde_preprocessors = [
         UseSandboxResults if getattr(p, "__name__", "") == "ExecuteAndVerify" else p for p in preprocessors]
+    config.UseSandboxResults.results_root = str(runs)
     return config
 
 
@@ -374,9 +368,14 @@ def _record(course: Course, api: Any, entry: Entry, graded: dict[str, GradedNote
         target = submitted / f"{name}.ipynb"
         if not target.exists() or target.read_bytes() != data:
             target.write_bytes(data)
+    runs = course.out / "runs" / entry.student
+    runs.mkdir(parents=True, exist_ok=True)
     for name, result in graded.items():
-        PRECOMPUTED[(entry.student, name)] = result
+        (runs / f"{name}.json").write_text(json.dumps(graded_to_json(result)), encoding="utf-8")
         outcome.seconds += result.seconds
+        if result.policy:
+            outcome.status = "needs review"
+            outcome.reasons += [f"{name}: outside the source policy: {line}" for line in result.policy[:5]]
         if result.stopped_because:
             outcome.reasons.append(f"{name}: stopped early: {result.stopped_because}")
         for index, cell in sorted(result.cells.items()):
@@ -402,9 +401,6 @@ def _record(course: Course, api: Any, entry: Entry, graded: dict[str, GradedNote
     except Exception as error:  # noqa: BLE001
         outcome.status = "error"
         outcome.reasons.append(f"not recorded in the gradebook: {error}")
-    finally:
-        for name in graded:
-            PRECOMPUTED.pop((entry.student, name), None)
     if entry.problem:
         outcome.status = "error"
         outcome.reasons.insert(0, entry.problem)
@@ -412,6 +408,7 @@ def _record(course: Course, api: Any, entry: Entry, graded: dict[str, GradedNote
         for grade_id, item in result.verdicts.items():
             outcome.scores[grade_id] = item.fraction
             outcome.messages[grade_id] = item.messages
+            outcome.mistakes[grade_id] = item.mistakes
     return outcome
 
 
@@ -427,7 +424,8 @@ def _check_recorded(course: Course, student: str, graded: dict[str, GradedNotebo
         for grade_id, item in result.verdicts.items():
             score, maximum = recorded.get(grade_id, (None, None))
             expected = round(float(maximum or 0) * item.fraction, 2)
-            if score is None or abs(float(score) - expected) > 0.011:
+            # nbgrader records no score for a test cell the student deleted: that is a zero.
+            if (score is None and expected != 0) or abs(float(score or 0) - expected) > 0.011:
                 raise RuntimeError(f"gradebook has {score} for {grade_id}, the hidden tests give {expected}")
 
 

@@ -54,7 +54,10 @@ def write_outputs(course: Any, state: dict[str, Any], students: list[str], notes
                   noted_entries: list[Any]) -> dict[str, Path]:
     points = _points(course)
     known = state.get("students", {})
-    everyone = sorted(set(students) | set(known))
+    # Exactly the class being graded: students of earlier runs who are not in these submissions
+    # stay in the gradebook and the saved state, not in this class's table.
+    everyone = sorted(set(students))
+    known = {student: record for student, record in known.items() if student in everyone}
     scores = _gradebook_scores(course, everyone)
     rows = []
     for student in everyone:
@@ -64,8 +67,6 @@ def write_outputs(course: Any, state: dict[str, Any], students: list[str], notes
         reasons = list(record.get("reasons", []))
         if student not in known:
             reasons.append("not graded")
-        if student not in students:
-            reasons.append("not in this run's submissions (grades kept from an earlier run)")
         per_question = {q: round(row_scores.get(q, 0.0), 3) for q in points}
         rows.append({"student_id": student, **per_question,
                      "total": round(sum(per_question.values()), 3), "max_score": sum(points.values()),
@@ -119,6 +120,7 @@ def _html(course: Any, points: dict[str, float], rows: list[dict], known: dict[s
                      f"{_histogram(totals, maximum, 'Total')}'>")
     if notes:
         parts.append("<h2>About the submissions</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+    parts += _mistakes_table(known)
     for question, worth in points.items():
         values = [row[question] for row in rows]
         failures: Counter[str] = Counter()
@@ -146,5 +148,21 @@ def _html(course: Any, points: dict[str, float], rows: list[dict], known: dict[s
     return "\n".join(parts)
 
 
-def write_notes(path: Path, lines: list[str]) -> None:  # pragma: no cover - kept for callers that log notes
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+def _mistakes_table(known: dict[str, Any]) -> list[str]:
+    """Each named mistake once per student, with the test cells it cost, most frequent first."""
+    students: dict[str, set[str]] = {}
+    cells: dict[str, set[str]] = {}
+    for student, record in known.items():
+        for grade_id, names in record.get("mistakes", {}).items():
+            for name in names:
+                students.setdefault(name, set()).add(student)
+                cells.setdefault(name, set()).add(grade_id)
+    if not students:
+        return []
+    esc = html.escape
+    rows = sorted(students, key=lambda name: (-len(students[name]), name))
+    parts = ["<h2>Named mistakes</h2><table><tr><th>students</th><th>mistake</th><th>test cells it cost</th></tr>"]
+    parts += [f"<tr><td>{len(students[name])}</td><td>{esc(name)}</td><td>{esc(', '.join(sorted(cells[name])))}</td>"
+              "</tr>" for name in rows]
+    parts.append("</table>")
+    return parts

@@ -1,29 +1,29 @@
-"""Run a student's code in a separate, confined process and collect its results.
+"""Run a student's code in a confined worker and read back what it answered.
 
-The worker (:mod:`autograder.worker`) gets a working directory of its own,
-a memory limit, a wall-clock limit for the whole run and one per cell, a CPU
-time limit, its own session (so that nothing it starts outlives it) and, when
-the grader runs as root, no network and a user id of its own that can write
-nowhere but in its working directory. What it reported before dying (crash,
-``os._exit``, timeout, out of memory) is kept.
+A :class:`Sandbox` owns one zygote (:mod:`autograder.zygote`) and forks a
+fresh worker from it per submission: start-up costs milliseconds, and no
+worker inherits anything of another submission. Each run gets a user id of
+its own (when the grader is root), a cgroup for its memory, an empty tmpfs
+working folder, a wall-clock limit for the whole notebook and one per cell
+and check (:class:`Limits`).
 
-Two ways to start the worker, same confinement and same results:
-
-- by default a fresh ``python -m autograder.worker`` per run (what
-  ``nbgrader autograde`` uses);
-- inside :func:`fork_server`, a process forked from a server that imported
-  NumPy, PyTorch and the hidden tests once (what ``python -m autograder grade``
-  uses): start-up then costs milliseconds instead of seconds.
+The worker's answers come back as JSON lines in a file only the grader can
+open; :func:`read_results` accepts them only in the one order the worker
+writes them, bounded in size, each array of a declared dtype and shape.
+What the worker reported before dying (crash, ``os._exit``, timeout, out of
+memory) is kept.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
-import io
+import fcntl
 import itertools
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -31,24 +31,28 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from autograder.checks.core import Outputs
+from autograder.confinement import Jail, ProcessGroup, environment
 
-#: The repository root, so that the worker can import ``autograder``.
+#: The repository root, so that the zygote can import ``autograder``.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-#: Sandboxed runs get user ids from this range (when the grader is root), a
-#: different one for each run in flight, so that two submissions graded at the
-#: same time cannot touch each other's files.
-UID_BASE = 200_000
-_uids = itertools.count()
-UID_COUNT = 10_000
-_uid_lock = threading.Lock()
+#: Sandboxed runs get user ids from this range (when the grader is root), one
+#: per run in flight across every grader on the machine.
+UID_BASE, UID_COUNT = 200_000, 10_000
+#: The most the grader reads of one run's answers, and of its error output.
+MAX_RESULTS_BYTES = 64 * 1024**2
+MAX_STDERR_BYTES = 4096
+#: The largest array the grader accepts in an answer.
+MAX_ARRAY_BYTES = 16 * 1024**2
+ACCEPTED_DTYPES = frozenset("|b1 |i1 <i2 <i4 <i8 |u1 <u2 <u4 <u8 <f2 <f4 <f8".split())
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class Limits:
     cell_seconds: float = 60.0
     notebook_seconds: float = 300.0
     memory_bytes: int = 4 * 1024**3
+    workdir_bytes: int = 64 * 1024**2
 
 
 @dataclass
@@ -71,12 +76,12 @@ class CellRun:
 
 @dataclass
 class WorkerRun:
-    """What came back from one sandboxed run."""
+    """What came back from one sandboxed run, by probe number and cell index."""
 
-    cell_errors: dict[int, str] = field(default_factory=dict)
     probe_outputs: dict[int, Outputs] = field(default_factory=dict)
     probe_errors: dict[int, str] = field(default_factory=dict)
-    forbidden_calls: dict[int, str] = field(default_factory=dict)
+    given_outputs: dict[int, Outputs] = field(default_factory=dict)
+    given_errors: dict[int, str] = field(default_factory=dict)
     cells: dict[int, CellRun] = field(default_factory=dict)
     finished: bool = False
     stopped_because: str = ""
@@ -84,8 +89,40 @@ class WorkerRun:
     tampered: str = ""
 
 
+@dataclass(frozen=True)
+class Job:
+    """What a worker is asked to do: run ``cells``, and ``probes`` at ``positions``."""
+
+    assignment: str
+    checks_source: str
+    cells: list[str]
+    probes: list[tuple[str, int]]
+    positions: list[int]
+    salt: int
+
+    def as_json(self, limits: Limits) -> dict[str, Any]:
+        return {**asdict(self), "probes": [list(p) for p in self.probes], "cell_seconds": limits.cell_seconds}
+
+    def expected_events(self) -> list[tuple[str, int]]:
+        """The only order in which the worker reports cells and probes (see :func:`autograder.worker.run`)."""
+        order: list[tuple[str, int]] = []
+        number = 0
+        cells, probes = len(self.cells), len(self.probes)
+        for done in range(cells + 1):
+            while number < probes and (self.positions[number] <= done or done == cells):
+                order += [("probe", number), ("given", number)]
+                number += 1
+            if done < cells:
+                order.append(("cell", done))
+        return order
+
+
+# ---------------------------------------------------------------------------
+# User ids and working folders
+
+
 @contextlib.contextmanager
-def _sandbox_uid() -> Iterator[int | None]:
+def lease_uid() -> Iterator[int | None]:
     """A user id no other sandboxed run holds, across every grader on this machine (root only).
 
     Each candidate id has a lock file; ``flock`` on it is released by the
@@ -94,14 +131,11 @@ def _sandbox_uid() -> Iterator[int | None]:
     if os.geteuid() != 0:
         yield None
         return
-    import fcntl
-
     lock_dir = Path(tempfile.gettempdir()) / "bn-sandbox-uids"
     lock_dir.mkdir(mode=0o700, exist_ok=True)
-    with _uid_lock:
-        start = next(_uids)
+    start = random.randrange(UID_COUNT)
     for attempt in range(UID_COUNT):
-        uid = UID_BASE + (start + attempt + os.getpid()) % UID_COUNT
+        uid = UID_BASE + (start + attempt) % UID_COUNT
         handle = open(lock_dir / str(uid), "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -111,345 +145,297 @@ def _sandbox_uid() -> Iterator[int | None]:
         try:
             yield uid
         finally:
+            kill_uid(uid)
             handle.close()
         return
     raise RuntimeError("no free sandbox user id")
 
 
-def _prepare_dirs(uid: int | None) -> tuple[Path, Path, Path]:
-    """An empty working directory owned by ``uid`` and a results file only the grader can open."""
-    workdir = Path(tempfile.mkdtemp(prefix="bn-grade-"))
-    results_dir = Path(tempfile.mkdtemp(prefix="bn-results-"))
-    os.chmod(results_dir, 0o700)
-    results = results_dir / "events.jsonl"
-    results.touch(mode=0o600)
-    if uid is not None:
-        os.chown(workdir, uid, uid)
-    os.chmod(workdir, 0o700)
-    return workdir, results_dir, results
-
-
-def _spec(assignment: str, cells: list[str], probes: list[tuple[str, int]], limits: Limits,
-          positions: list[int] | None) -> dict:
-    return {"assignment": assignment, "cells": cells, "probes": [list(p) for p in probes],
-            "cell_seconds": limits.cell_seconds, "positions": positions}
-
-
-def _expected(spec: dict) -> list[tuple[str, int]]:
-    """The only order in which the worker reports cells and probes (see :func:`autograder.worker.main`)."""
-    cells, probes = len(spec["cells"]), len(spec["probes"])
-    schedule = spec.get("positions") or [cells] * probes
-    order: list[tuple[str, int]] = []
-    number = 0
-    for done in range(cells + 1):
-        while number < probes and (schedule[number] <= done or done == cells):
-            order.append(("probe", number))
-            number += 1
-        if done < cells:
-            order.append(("cell", done))
-    return order
-
-
-def run_student_code(assignment: str, cells: list[str], probes: list[tuple[str, int]],
-                     limits: Limits, positions: list[int] | None = None) -> WorkerRun:
-    """Execute ``cells`` and ``probes`` in a confined worker; return what it produced.
-
-    ``positions[k]`` (non-decreasing) is the number of cells that run before
-    probe ``k``; by default every probe runs after the last cell.
-    """
-    spec = _spec(assignment, cells, probes, limits, positions)
-    server = _active_server
-    if server is not None:
-        return server.run(spec, limits)
-    with _sandbox_uid() as uid:
-        return _spawn_as(uid, spec, limits)
-
-
-def _spawn_as(uid: int | None, spec: dict, limits: Limits) -> WorkerRun:
-    from autograder.worker import confine, environment
-
-    workdir, results_dir, results = _prepare_dirs(uid)
-    started = time.monotonic()
-    fd = os.open(results, os.O_WRONLY | os.O_APPEND)
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "autograder.worker", str(fd)],
-            cwd=workdir,
-            env=environment(str(workdir)),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            pass_fds=(fd,),
-            preexec_fn=lambda: confine(str(workdir), uid, limits.memory_bytes, limits.notebook_seconds,
-                                       relative_memory=False),
-        )
-        os.close(fd)
-        fd = -1
-        stopped_because = ""
-        payload = json.dumps(spec).encode("utf-8")
-        try:
-            _, stderr = process.communicate(payload, timeout=limits.notebook_seconds)
-        except subprocess.TimeoutExpired:
-            _kill_group(process.pid)
-            process.wait()
-            stderr = b""
-            stopped_because = f"the notebook ran for more than {limits.notebook_seconds:g} s and was stopped"
-        _kill_group(process.pid)  # anything the student left running in the background
-        process.wait()
-        run = _read_results(results, _expected(spec))
-        if not run.finished and not stopped_because:
-            stopped_because = _why_it_died(process.returncode, stderr or b"")
-        run.stopped_because = stopped_because
-        run.seconds = time.monotonic() - started
-        return run
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        _cleanup(workdir, uid)
-        shutil.rmtree(results_dir, ignore_errors=True)
-
-
-def _cleanup(workdir: Path, uid: int | None) -> None:
-    if uid is not None:
-        _kill_uid(uid)
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _kill_uid(uid: int) -> None:
-    """Kill every process still running as the sandbox's user id (it may have left its session)."""
+def kill_uid(uid: int) -> None:
+    """Kill every process still running as ``uid`` (it may have left its session and cgroup)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
+        with contextlib.suppress(OSError, ValueError):
             if entry.stat().st_uid == uid:
                 os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, ValueError):
-            continue
 
 
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+@dataclass(frozen=True)
+class RunFolders:
+    """One run's folders: the jail's working folder and root, and the grader's private files."""
 
+    base: Path
 
-def _why_it_died(returncode: int | None, stderr: bytes) -> str:
-    text = stderr.decode("utf-8", "replace")
-    if "MemoryError" in text or returncode == -signal.SIGKILL:
-        return "the notebook ran out of memory or was killed"
-    if returncode == -signal.SIGXCPU:
-        return "the notebook used more CPU time than allowed and was stopped"
-    if returncode is not None and returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = str(-returncode)
-        return f"the notebook's process crashed (signal {name})"
-    return f"the notebook's process exited early (exit code {returncode})"
+    @property
+    def work(self) -> Path:
+        return self.base / "work"
 
+    @property
+    def root(self) -> Path:
+        return self.base / "root"
 
-def _read_results(results: Path, expected: list[tuple[str, int]]) -> WorkerRun:
-    """Parse the worker's events, checking that they come in the only order the worker writes them.
+    @property
+    def private(self) -> Path:
+        return self.base / "private"
 
-    The worker writes ``started``, then one event per cell and per probe in
-    the order ``expected`` (fixed by the spec), then ``finished``. Anything
-    else (an event out of turn or twice, an unknown event, a line that is not
-    JSON) can only come from the student's code writing to the results
-    descriptor: the run then earns nothing.
-    """
-    run = WorkerRun()
-    if not results.exists():
-        return run
-    position, started = 0, False
+    @classmethod
+    def create(cls, uid: int | None) -> RunFolders:
+        base = Path(tempfile.mkdtemp(prefix="bn-run-"))
+        os.chmod(base, 0o711)
+        folders = cls(base)
+        for path in (folders.work, folders.root, folders.private):
+            path.mkdir()
+        os.chmod(folders.private, 0o700)
+        if uid is not None:
+            os.chown(folders.work, uid, uid)
+        os.chmod(folders.work, 0o700)
+        return folders
 
-    def tamper(why: str) -> WorkerRun:
-        return WorkerRun(cells=run.cells, tampered=why,
-                         stopped_because=f"the results of this notebook were tampered with ({why})")
-
-    for line in results.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            return tamper("a malformed result line")
-        if not isinstance(event, dict):
-            return tamper("a malformed result line")
-        kind = event.get("event")
-        try:
-            if run.finished:
-                return tamper("an event after the end")
-            if kind == "started":
-                if started:
-                    return tamper("started twice")
-                started = True
-            elif not started:
-                return tamper("an event before the start")
-            elif kind == "finished":
-                if position != len(expected):
-                    return tamper("the end reported early")
-                run.finished = True
-            elif kind == "cell":
-                index = int(event.get("index", -1))
-                if position >= len(expected) or expected[position] != ("cell", index):
-                    return tamper("a cell reported out of turn")
-                position += 1
-                cell = CellRun(output=str(event.get("output", "")))
-                if not event.get("ok"):
-                    cell.error = str(event.get("error", ""))
-                    cell.traceback = [str(line) for line in event.get("traceback", [])][:60]
-                    run.cell_errors[index] = cell.error
-                run.cells[index] = cell
-            elif kind == "probe":
-                number = int(event.get("number", -1))
-                if position >= len(expected) or expected[position] != ("probe", number):
-                    return tamper("a check reported out of turn")
-                position += 1
-                if event.get("ok"):
-                    outputs = _load_outputs(str(event.get("npz", "")))
-                    if outputs is None:
-                        run.probe_errors[number] = "its outputs could not be read"
-                    else:
-                        run.probe_outputs[number] = outputs
-                else:
-                    run.probe_errors[number] = str(event.get("error", "failed"))
-                    if event.get("forbidden"):
-                        run.forbidden_calls[number] = str(event["forbidden"])
-            else:
-                return tamper("an unknown event")
-        except (TypeError, ValueError):
-            return tamper("a malformed result line")
-    return run
-
-
-def _load_outputs(text: str) -> Outputs | None:
-    try:
-        with np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except Exception:  # a missing or malformed archive is the student's loss, not a crash
-        return None
+    def remove(self) -> None:
+        for _ in range(3):  # a mount still held by a dying child can delay the removal
+            shutil.rmtree(self.base, ignore_errors=True)
+            if not self.base.exists():
+                return
+            time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------
-# Fork server
+# Reading the answers
 
 
-class ForkServer:
-    """Start confined workers by forking a process that already imported everything.
+class _Tampered(Exception):
+    pass
 
-    Thread-safe: several threads may call :meth:`run` at once.
+
+def decode_outputs(encoded: object) -> Outputs:
+    """Arrays from a worker's answer: declared dtype and shape, sizes checked before anything is built."""
+    if not isinstance(encoded, dict):
+        raise ValueError("outputs are not a mapping")
+    outputs: Outputs = {}
+    for key, item in encoded.items():
+        if not isinstance(item, dict):
+            raise ValueError("an output is not described")
+        dtype_text, shape, data = item.get("dtype"), item.get("shape"), item.get("data")
+        if not isinstance(dtype_text, str) or not isinstance(shape, list) or not isinstance(data, str):
+            raise ValueError("an output is not described")
+        if dtype_text not in ACCEPTED_DTYPES and not (dtype_text.startswith("<U") and dtype_text[2:].isdigit()
+                                                      and 0 < int(dtype_text[2:]) <= 200):
+            raise ValueError(f"an output has the unsupported dtype {dtype_text[:20]}")
+        if len(shape) > 8 or not all(isinstance(n, int) and 0 <= n <= 10**8 for n in shape):
+            raise ValueError("an output has an unsupported shape")
+        dtype = np.dtype(dtype_text)
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if size > MAX_ARRAY_BYTES or len(data) > 4 * (size // 3 + 2):
+            raise ValueError("an output is too large")
+        raw = base64.b64decode(data, validate=True)
+        if len(raw) != size:
+            raise ValueError("an output's data does not match its shape")
+        outputs[str(key)[:100]] = np.frombuffer(raw, dtype=dtype).reshape(tuple(shape)).copy()
+    return outputs
+
+
+def read_results(path: Path, expected: list[tuple[str, int]]) -> WorkerRun:
+    """Parse the worker's events, checking that they come in the only order the worker writes them.
+
+    The worker writes ``started``, then one event per cell and per probe in
+    the order ``expected``, then ``finished``. Anything else can only come
+    from the student's code writing to the results descriptor: the run then
+    keeps the cells' outputs and earns nothing.
     """
+    run = WorkerRun()
+    if not path.exists():
+        return run
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_RESULTS_BYTES + 1)
+    if len(data) > MAX_RESULTS_BYTES:
+        return WorkerRun(cells=run.cells, tampered="too much output",
+                         stopped_because="the notebook's answers were larger than the grader accepts")
+    position, started = 0, False
+    try:
+        for line in data.decode("utf-8", "replace").splitlines():
+            try:
+                event = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                raise _Tampered("a malformed result line") from None
+            if not isinstance(event, dict):
+                raise _Tampered("a malformed result line")
+            kind = event.get("event")
+            if run.finished:
+                raise _Tampered("an event after the end")
+            if kind == "started":
+                if started:
+                    raise _Tampered("started twice")
+                started = True
+                continue
+            if not started:
+                raise _Tampered("an event before the start")
+            if kind == "finished":
+                if position != len(expected):
+                    raise _Tampered("the end reported early")
+                run.finished = True
+                continue
+            number = event.get("index") if kind == "cell" else event.get("number")
+            if position >= len(expected) or expected[position] != (kind, number):
+                raise _Tampered("an event out of turn")
+            position += 1
+            _record(run, kind, int(number), event)
+    except (_Tampered, TypeError, ValueError, binascii.Error) as error:
+        why = str(error) if isinstance(error, _Tampered) else "a malformed result line"
+        return WorkerRun(cells=run.cells, tampered=why,
+                         stopped_because=f"the results of this notebook were tampered with ({why})")
+    return run
+
+
+def _record(run: WorkerRun, kind: str, number: int, event: Mapping[str, Any]) -> None:
+    if kind == "cell":
+        cell = CellRun(output=str(event.get("output", ""))[:4000])
+        if not event.get("ok"):
+            cell.error = str(event.get("error", ""))[:200]
+            cell.traceback = [str(line)[:200] for line in event.get("traceback", [])][:10]
+        run.cells[number] = cell
+        return
+    outputs, errors = (run.probe_outputs, run.probe_errors) if kind == "probe" else (run.given_outputs,
+                                                                                       run.given_errors)
+    if event.get("ok"):
+        outputs[number] = decode_outputs(event.get("outputs"))
+    else:
+        errors[number] = str(event.get("error", "failed"))[:300]
+
+
+def _why_it_died(status: int | None, stderr: str, out_of_memory: bool) -> str:
+    if out_of_memory or "MemoryError" in stderr:
+        return "the notebook ran out of memory"
+    if status == -signal.SIGKILL:
+        return "the notebook was killed (out of memory or too many processes)"
+    if status == -signal.SIGXCPU:
+        return "the notebook used more CPU time than allowed and was stopped"
+    if status == -signal.SIGXFSZ:
+        return "the notebook wrote a file larger than allowed and was stopped"
+    if status is not None and status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = str(-status)
+        return f"the notebook's process crashed (signal {name})"
+    if status == 3 and "Traceback" in stderr:
+        return "the grader could not set up the sandbox for this notebook"
+    return f"the notebook's process exited early (exit code {status})"
+
+
+# ---------------------------------------------------------------------------
+# The sandbox
+
+
+class Sandbox:
+    """Forks confined workers from a zygote. Thread-safe; use as a context manager."""
 
     def __init__(self) -> None:
-        from autograder.worker import environment
-
-        env = {**environment(tempfile.gettempdir()), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        self._process = subprocess.Popen([sys.executable, "-m", "autograder.forkserver"], cwd=PROJECT_ROOT,
-                                         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        scratch = tempfile.mkdtemp(prefix="bn-zygote-")
+        env = environment(scratch, {"PYTHONPATH": str(PROJECT_ROOT)})
+        self._scratch = scratch
+        self._process = subprocess.Popen([sys.executable, "-m", "autograder.zygote"], cwd=scratch, env=env,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._lock = threading.Lock()
-        self._waiting: dict[str, dict] = {}
+        self._messages: dict[str, dict] = {}
         self._arrived = threading.Condition()
+        self._closed = False
         self._ids = itertools.count()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _read(self) -> None:
-        # The server's imports (NumPy, PyTorch) overlap with the grader's own set-up:
-        # requests written before it is ready simply wait in the pipe.
+        # The zygote's imports overlap with the grader's own set-up: requests
+        # written before it is ready simply wait in the pipe.
+        assert self._process.stdout is not None
         for line in self._process.stdout:
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 message = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            with self._arrived:
-                self._waiting.setdefault(message.get("id"), {}).update(message)
-                self._arrived.notify_all()
+                with self._arrived:
+                    self._messages.setdefault(message.get("id"), {}).update(message)
+                    self._arrived.notify_all()
         with self._arrived:
             self._closed = True
             self._arrived.notify_all()
 
-    def _wait_for(self, ident: str, key: str, timeout: float | None) -> dict | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def _wait_for(self, ident: str, key: str, timeout: float) -> dict | None:
+        deadline = time.monotonic() + timeout
         with self._arrived:
-            while key not in self._waiting.get(ident, {}):
-                if getattr(self, "_closed", False):
-                    return None
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+            while key not in self._messages.get(ident, {}):
+                remaining = deadline - time.monotonic()
+                if self._closed or remaining <= 0:
                     return None
                 self._arrived.wait(remaining)
-            return self._waiting[ident]
+            return self._messages[ident]
 
-    def run(self, spec: dict, limits: Limits) -> WorkerRun:
-        with _sandbox_uid() as uid:
-            workdir, results_dir, results = _prepare_dirs(uid)
-            started = time.monotonic()
-            ident = f"run-{next(self._ids)}"
+    def run(self, job: Job, limits: Limits) -> WorkerRun:
+        """Run ``job`` in a fresh confined worker; return what it answered."""
+        started = time.monotonic()
+        ident = f"run-{next(self._ids)}"
+        with lease_uid() as uid:
+            folders = RunFolders.create(uid)
+            group = ProcessGroup.create(f"bn-{os.getpid()}-{ident}", limits.memory_bytes, 64)
+            paths = {name: folders.private / name for name in ("job.json", "events.jsonl", "stderr.txt")}
             try:
-                request = {"id": ident, "spec": spec, "results": str(results),
-                           "workdir": str(workdir), "uid": uid, "memory_bytes": limits.memory_bytes,
-                           "cpu_seconds": limits.notebook_seconds}
+                paths["job.json"].write_text(json.dumps(job.as_json(limits)), encoding="utf-8")
+                for name in ("events.jsonl", "stderr.txt"):
+                    paths[name].touch(mode=0o600)
+                jail = Jail(workdir=str(folders.work), root=str(folders.root), uid=uid,
+                            memory_bytes=limits.memory_bytes, cpu_seconds=limits.notebook_seconds,
+                            relative_memory=group is None, cgroup=group.handle if group else "",
+                            workdir_bytes=limits.workdir_bytes)
+                request = {"id": ident, "job": str(paths["job.json"]), "results": str(paths["events.jsonl"]),
+                           "stderr": str(paths["stderr.txt"]), "jail": asdict(jail)}
                 with self._lock:
+                    assert self._process.stdin is not None
                     self._process.stdin.write((json.dumps(request) + "\n").encode("utf-8"))
                     self._process.stdin.flush()
-                pid = (self._wait_for(ident, "pid", 300) or {}).get("pid")
-                stopped_because = ""
-                status: int | None = None
-                if pid is None:
-                    stopped_because = "the grader could not start a sandbox for this notebook"
-                else:
-                    done = self._wait_for(ident, "status", limits.notebook_seconds)
-                    if done is None:
-                        stopped_because = (f"the notebook ran for more than {limits.notebook_seconds:g} s "
-                                           "and was stopped")
-                        _kill_group(pid)
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGKILL)
-                        done = self._wait_for(ident, "status", 10)
-                    status = (done or {}).get("status")
-                    _kill_group(pid)
-                run = _read_results(results, _expected(spec))
-                if not run.finished and not stopped_because:
-                    stopped_because = _why_it_died(status, b"")
-                run.stopped_because = stopped_because
+                status, stopped_because = self._wait(ident, limits, group)
+                run = read_results(paths["events.jsonl"], job.expected_events())
+                stderr = paths["stderr.txt"].read_bytes()[-MAX_STDERR_BYTES:].decode("utf-8", "replace")
+                if not run.finished and not run.stopped_because:
+                    run.stopped_because = stopped_because or _why_it_died(
+                        status, stderr, group is not None and group.out_of_memory())
                 run.seconds = time.monotonic() - started
                 return run
             finally:
                 with self._arrived:
-                    self._waiting.pop(ident, None)
-                _cleanup(workdir, uid)
-                shutil.rmtree(results_dir, ignore_errors=True)
+                    self._messages.pop(ident, None)
+                if group is not None:
+                    group.remove()
+                folders.remove()
+
+    def _wait(self, ident: str, limits: Limits, group: ProcessGroup | None) -> tuple[int | None, str]:
+        pid = (self._wait_for(ident, "pid", 300) or {}).get("pid")
+        if pid is None:
+            return None, "the grader could not start a sandbox for this notebook"
+        done = self._wait_for(ident, "status", limits.notebook_seconds + 5)
+        stopped_because = ""
+        if done is None:
+            stopped_because = f"the notebook ran for more than {limits.notebook_seconds:g} s and was stopped"
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)  # and anything it left running in the background
+        if group is not None:
+            group.kill_all()
+        if done is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            done = self._wait_for(ident, "status", 10)
+        return (done or {}).get("status"), stopped_because
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
+            assert self._process.stdin is not None
             self._process.stdin.close()
         try:
             self._process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
-
-
-_active_server: ForkServer | None = None
-
-
-@contextlib.contextmanager
-def fork_server() -> Iterator[ForkServer]:
-    """Within this block, :func:`run_student_code` forks its workers from a preloaded server."""
-    global _active_server
-    previous = _active_server
-    server = ForkServer()
-    _active_server = server
-    try:
-        yield server
-    finally:
-        _active_server = previous
-        server.close()
-
-
-def shared_fork_server() -> ForkServer:
-    """A fork server for the rest of this process (``nbgrader autograde`` grades many notebooks)."""
-    global _active_server
-    if _active_server is None:
-        import atexit
-
-        _active_server = ForkServer()
-        atexit.register(_active_server.close)
-    return _active_server
+        shutil.rmtree(self._scratch, ignore_errors=True)

@@ -66,9 +66,10 @@ def root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def preloaded_sandbox():
-    """Sandboxed runs forked from a server that imported torch once, as the grading command does."""
-    from autograder.sandbox import fork_server
+def grader():
+    """Sandboxed runs forked from a zygote that imported torch once, as the grading command does."""
+    from autograder.grading import Grader
+    from autograder.sandbox import Sandbox
 
-    with fork_server() as server:
-        yield server
+    with Sandbox() as sandbox:
+        yield Grader(sandbox)

@@ -23,7 +23,6 @@ import pytest
 from nbclient import NotebookClient
 
 from autograder.checks import load_assignment
-from autograder.grading import grade_notebook
 from tests.conftest import ROOT, assignments_with_sources, released_notebook, source_notebook
 
 ASSIGNMENTS = assignments_with_sources()
@@ -104,8 +103,8 @@ def test_graded_names_are_defined_once_and_visible(assignment):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_released_notebook_scores_zero_failing_only_with_not_implemented(assignment, preloaded_sandbox):
-    verdicts = grade_notebook(released_notebook(assignment), assignment)
+def test_released_notebook_scores_zero_failing_only_with_not_implemented(assignment, grader):
+    verdicts = grader.grade(released_notebook(assignment), assignment).verdicts
     assert verdicts and all(v.passed == 0 for v in verdicts.values())
     for message in (m for v in verdicts.values() for m in v.messages):
         assert "not implemented" in message, message
@@ -132,3 +131,16 @@ def test_released_notebook_runs_with_only_not_implemented_errors(assignment, tmp
 def test_source_notebook_runs_without_errors(assignment, tmp_path, monkeypatch):
     errors = _execute(source_notebook(assignment), tmp_path, monkeypatch)
     assert not errors, [(i, o.ename, o.evalue) for i, o in errors]
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_notebook_states_the_rules_the_grader_enforces(assignment):
+    """The rules cell is generated from the policy: what students read is what the grader checks."""
+    from autograder.authoring import RULES_ID
+    from autograder.checks import load_assignment
+    from autograder.policy import rules_markdown
+
+    for notebook in (source_notebook(assignment), released_notebook(assignment)):
+        cells = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == RULES_ID]
+        assert len(cells) == 1 and cells[0].source == rules_markdown(load_assignment(assignment))
+        assert cells[0].metadata["nbgrader"]["locked"]

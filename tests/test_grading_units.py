@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from nbformat import NotebookNode
 
 from autograder.intake import check_notebook, collect, student_id
 from autograder.nbgrader_plugins import HideHiddenTests
-from autograder.sandbox import Limits, _expected, _read_results, run_student_code
+from tests.conftest import ROOT
+from autograder.sandbox import Job, Limits, read_results
 from tests.fake_class import as_zip, notebook, write
 
 
@@ -56,23 +58,35 @@ def _events(path: Path, *events: dict) -> Path:
 
 
 def test_forged_result_events_void_the_run(tmp_path):
-    spec = {"cells": ["a", "b"], "probes": [["t", 0]], "positions": [1]}
-    order = _expected(spec)
-    assert order == [("cell", 0), ("probe", 0), ("cell", 1)]
-    honest = _read_results(_events(tmp_path / "h", {"event": "started"}, {"event": "cell", "index": 0, "ok": True},
-                                    {"event": "probe", "number": 0, "ok": False, "error": "x"},
-                                    {"event": "cell", "index": 1, "ok": True}, {"event": "finished"}), order)
+    job = Job("bn_math", "", ["a", "b"], [("t", 0)], [1], salt=0)
+    order = job.expected_events()
+    assert order == [("cell", 0), ("probe", 0), ("given", 0), ("cell", 1)]
+    given = {"event": "given", "number": 0, "ok": False, "error": "none"}
+    honest = read_results(_events(tmp_path / "h", {"event": "started"}, {"event": "cell", "index": 0, "ok": True},
+                                   {"event": "probe", "number": 0, "ok": False, "error": "x"}, given,
+                                   {"event": "cell", "index": 1, "ok": True}, {"event": "finished"}), order)
     assert honest.finished and not honest.tampered and honest.probe_errors == {0: "x"}
     # The student's first cell writes a probe result before its own cell event.
-    forged = _read_results(_events(tmp_path / "f", {"event": "started"},
-                                    {"event": "probe", "number": 0, "ok": True, "npz": ""},
-                                    {"event": "cell", "index": 0, "ok": True},
-                                    {"event": "probe", "number": 0, "ok": False, "error": "x"},
-                                    {"event": "cell", "index": 1, "ok": True}, {"event": "finished"}), order)
+    forged = read_results(_events(tmp_path / "f", {"event": "started"},
+                                   {"event": "probe", "number": 0, "ok": True, "outputs": {}},
+                                   {"event": "cell", "index": 0, "ok": True},
+                                   {"event": "probe", "number": 0, "ok": False, "error": "x"}, given,
+                                   {"event": "cell", "index": 1, "ok": True}, {"event": "finished"}), order)
     assert forged.tampered and not forged.probe_outputs and not forged.finished
     garbage = tmp_path / "g"
     garbage.write_text('{"event": "started"}\nnot json\n')
-    assert _read_results(garbage, order).tampered
+    assert read_results(garbage, order).tampered
+
+
+def test_an_array_bomb_is_refused_before_it_is_built(tmp_path):
+    """A declared shape far larger than its data, or than the grader accepts, voids the run: nothing expands."""
+    job = Job("bn_math", "", [], [("t", 0)], [0], salt=0)
+    bomb = {"out": {"dtype": "<f8", "shape": [10**8, 10**8], "data": ""}}
+    run = read_results(_events(tmp_path / "b", {"event": "started"},
+                                {"event": "probe", "number": 0, "ok": True, "outputs": bomb},
+                                {"event": "given", "number": 0, "ok": False, "error": "-"},
+                                {"event": "finished"}), job.expected_events())
+    assert run.tampered and not run.probe_outputs
 
 
 def test_feedback_filter_removes_hidden_tests_and_their_tracebacks():
@@ -87,7 +101,8 @@ def test_feedback_filter_removes_hidden_tests_and_their_tracebacks():
     assert filtered.outputs[0].traceback == ["AssertionError: no"]
 
 
-def test_sandbox_limits_and_isolation(tmp_path):
+def test_sandbox_limits_and_isolation(tmp_path, grader):
+    """One worker: no network, no write outside its folder, no view of the course, limits per cell and run."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -97,19 +112,68 @@ def test_sandbox_limits_and_isolation(tmp_path):
         f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    net = True\n"
         "except OSError:\n    net = False\nprint('network', net)",
         f"try:\n    open({str(marker)!r}, 'w').write('x')\nexcept OSError as e:\n    print('no write')",
+        f"import os\nprint('course visible', os.path.exists({str(ROOT / 'solutions')!r}), "
+        f"os.path.exists({str(ROOT / 'autograder' / 'references')!r}))",
         "x = bytearray(4 * 1024**3)",
         "while True:\n    pass",
         "print('still running')",
         "import os\nos._exit(7)",
         "print('never')",
     ]
-    run = run_student_code("bn_math", cells, [], Limits(cell_seconds=2, notebook_seconds=30,
-                                                         memory_bytes=512 * 1024**2))
+    job = Job("bn_math", grader.judge("bn_math").spec.checks_source, cells, [], [], salt=0)
+    run = grader.sandbox.run(job, Limits(cell_seconds=2, notebook_seconds=30, memory_bytes=512 * 1024**2))
     server.close()
     assert "network False" in run.cells[0].output
     assert not marker.exists()
-    assert run.cells[2].error == "MemoryError"
-    assert run.cells[3].error.startswith("timed out")
-    assert run.cells[4].output == "still running\n"
+    if os.geteuid() == 0:
+        assert "course visible False False" in run.cells[2].output
+    assert run.cells[3].error == "MemoryError"
+    assert run.cells[4].error.startswith("timed out")
+    assert run.cells[5].output == "still running\n"
     assert not run.finished and "exited early (exit code 7)" in run.stopped_because
-    assert 6 not in run.cells
+    assert 7 not in run.cells
+
+
+def test_children_share_one_memory_limit(grader):
+    """Forked children count against the submission's memory, not each against its own."""
+    if os.geteuid() != 0:
+        pytest.skip("cgroups need root")
+    cells = ["import os, time\npids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
+             "        block = bytearray(300 * 1024**2)\n        for i in range(0, len(block), 4096):\n"
+             "            block[i] = 1\n        time.sleep(5)\n        os._exit(0)\n    pids.append(pid)\n"
+             "codes = [os.waitpid(p, 0)[1] for p in pids]\nprint('children', codes)"]
+    job = Job("bn_math", grader.judge("bn_math").spec.checks_source, cells, [], [], salt=0)
+    run = grader.sandbox.run(job, Limits(cell_seconds=20, notebook_seconds=40, memory_bytes=700 * 1024**2))
+    output = run.cells[0].output if 0 in run.cells else ""
+    assert "children [0, 0, 0, 0]" not in output, "four children of 300 MB fit in a 700 MB limit"
+
+
+def test_a_deeply_nested_notebook_is_that_students_problem_only(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    assert "nested too deeply" in check_notebook(('{"cells": [], "nbformat": 4, "x": ' + deep + "}").encode())
+    assert "not a notebook cell" in check_notebook(b'{"cells": [1], "nbformat": 4}')
+    write(notebook(), tmp_path / "subs" / "ann" / "bn_math.ipynb")
+    (tmp_path / "subs" / "bo").mkdir()
+    (tmp_path / "subs" / "bo" / "bn_math.ipynb").write_text('{"cells": ' + deep + "}")
+    entries, _ = collect(tmp_path / "subs", "bn_math", ["bn_math"])
+    found = {e.student: e for e in entries}
+    assert not found["ann"].problem and "nested too deeply" in found["bo"].problem
+
+
+def test_a_damaged_zip_is_refused_with_one_line_before_grading(tmp_path):
+    archive = as_zip({"ann/bn_math.ipynb": notebook(), "bo/bn_math.ipynb": notebook()}, tmp_path / "c.zip")
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # one flipped byte inside the first member's compressed data
+    archive.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="damaged zip archive") as caught:
+        collect(archive, "bn_math", ["bn_math"])
+    assert "\n" not in str(caught.value)
+
+
+def test_two_moodle_students_of_the_same_name_stay_two_students(tmp_path):
+    for folder in ("Jane Doe_111_assignsubmission_file_", "Jane Doe_222_assignsubmission_file_",
+                   "Li Lei_333_assignsubmission_file_"):
+        write(notebook(), tmp_path / "subs" / folder / "bn_math.ipynb")
+    entries, _ = collect(tmp_path / "subs", "bn_math", ["bn_math"])
+    assert sorted(e.student for e in entries) == ["Jane_Doe_111", "Jane_Doe_222", "Li_Lei"]
+    assert all(e.notebooks for e in entries)

@@ -18,17 +18,16 @@ import numpy as np
 import pytest
 import torch
 
-from autograder.checks import load_assignment
-from autograder.checks import train_eval as checks
 from autograder.checks.core import compare
-from autograder.grading import grade_notebook
+from autograder.references import train_eval as references
+from autograder.spec import load_spec
 from tests.conftest import source_notebook, with_answer
 
-SPEC = load_assignment("train_eval")
+SPEC = load_spec("train_eval")
 REFERENCE = SPEC.reference()
 PROBES = [(grade_id, index, probe) for grade_id, probes in SPEC.tests.items()
           for index, probe in enumerate(probes)]
-MISTAKES = [(name, value) for name, value in vars(checks).items() if isinstance(value, checks.Mistake)]
+MISTAKES = sorted(SPEC.mistakes.items())
 
 
 def _outputs(probe, namespace):
@@ -70,8 +69,8 @@ def test_reference_recalibration_is_update_bn():
 
 @pytest.mark.parametrize(("grade_id", "index", "probe"), PROBES, ids=[f"{g}-{i}" for g, i, _ in PROBES])
 def test_scratch_layer_without_mistake_passes_every_probe(grade_id, index, probe):
-    namespace = dict(REFERENCE, BatchNorm=checks._scratch_batchnorm(),
-                     recalibrate_bn=checks._wrong_recalibrate())
+    namespace = dict(REFERENCE, BatchNorm=references._scratch_batchnorm(),
+                     recalibrate_bn=references._wrong_recalibrate())
     expected = _outputs(probe, REFERENCE)
     assert not compare(expected, _outputs(probe, namespace), probe.rtol, probe.atol)
 
@@ -81,7 +80,7 @@ def test_every_mistake_is_visible_and_finite(name, mistake):
     namespace = dict(REFERENCE, **mistake.implementations)
     detected = False
     for _, _, probe in PROBES:
-        if mistake not in probe.mistakes:
+        if name not in probe.mistakes:
             continue
         try:
             outputs = _outputs(probe, namespace)
@@ -129,9 +128,9 @@ class BatchNorm(torch.nn.Module):
 
 
 @pytest.mark.parametrize("source", [_FUNCTIONAL_FORWARD, _F_BATCH_NORM], ids=["subclass", "functional"])
-def test_batchnorm_calling_torch_gets_no_credit(source):
+def test_batchnorm_calling_torch_gets_no_credit(source, grader):
     notebook = with_answer(source_notebook("train_eval"), "BatchNorm", source)
-    verdicts = grade_notebook(notebook, "train_eval")
+    verdicts = grader.grade(notebook, "train_eval").verdicts
     for grade_id, verdict in verdicts.items():
         if grade_id.startswith("test_BatchNorm"):
             assert verdict.passed == 0, (grade_id, verdict.messages)

@@ -6,7 +6,8 @@ import numpy as np
 
 from autograder.checks.core import compare, matches
 from autograder.hidden import run_probe
-from autograder.verdicts import StudentResult, judge
+from autograder.spec import load_spec
+from autograder.verdicts import Judge, StudentResult
 
 RTOL, ATOL = 1e-6, 1e-8
 
@@ -41,17 +42,18 @@ def test_a_wrong_forward_is_diagnosed_as_the_unbiased_variance():
         x_hat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0, ddof=1) + eps)
         return gamma * x_hat + beta, None
 
-    from autograder.checks import load_assignment
-
-    probe = load_assignment("bn_math").tests["test_batchnorm_forward"][1]
-    result = run_probe(probe.run, {"batchnorm_forward": unbiased}, probe.targets)
-    outcome = judge("bn_math", "test_batchnorm_forward", 1, result)
+    judge = Judge(load_spec("bn_math"))
+    probe = judge.spec.tests["test_batchnorm_forward"][1]
+    result = run_probe(probe.run, {"batchnorm_forward": unbiased}, probe.targets, salt=7)
+    outcome = judge.judge("test_batchnorm_forward", 1, 7, result)
     assert not outcome.passed
     assert "batch of 2" in outcome.message and "unbiased variance" in outcome.message
+    assert len(outcome.message) <= 300
 
 
 def test_a_student_error_is_reported_without_the_reference():
-    outcome = judge("bn_math", "test_batchnorm_forward", 0, StudentResult(error="raised KeyError: 'x'"))
+    outcome = Judge(load_spec("bn_math")).judge("test_batchnorm_forward", 0, 0,
+                                                StudentResult(error="raised KeyError: 'x'"))
     assert not outcome.passed and "KeyError" in outcome.message
 
 
@@ -59,3 +61,12 @@ def test_an_all_nan_output_is_a_difference_not_a_crash():
     problems = compare({"out": np.array([np.nan, np.nan])}, {"out": np.zeros(2)}, RTOL, ATOL)
     assert problems and "every entry" in problems[0][1]
     assert not matches({"out": np.array([np.nan])}, {"out": np.zeros(1)}, RTOL, ATOL)
+
+
+def test_two_students_get_different_hidden_inputs():
+    """The inputs are drawn from the student's salt: the same probe gives another student other values."""
+    judge = Judge(load_spec("bn_math"))
+    first = judge.expected("test_batchnorm_forward", 0, 1)["out"]
+    second = judge.expected("test_batchnorm_forward", 0, 2)["out"]
+    assert first.shape == second.shape and not np.allclose(first, second)
+    assert np.array_equal(first, judge.expected("test_batchnorm_forward", 0, 1)["out"])

@@ -1,8 +1,9 @@
 """Hidden tests of ``bn_math``: batch normalization forward and backward in NumPy.
 
-The reference is PyTorch: ``torch.nn.functional.batch_norm`` in training mode
-for the forward pass and autograd for the backward pass. The inputs are chosen
-so that the usual mistakes change the result visibly:
+The reference (``autograder/references/bn_math.py``, grader only) is PyTorch:
+``torch.nn.functional.batch_norm`` in training mode for the forward pass and
+autograd for the backward pass. The inputs are drawn per student; their shapes
+and scales are chosen so that the usual mistakes change the result visibly:
 
 - a batch of two, where the unbiased variance is twice the biased one;
 - a large ``eps`` with features of tiny variance, where ``eps`` outside the
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from autograder.checks.core import Assignment, Mistake, Namespace, Outputs, Probe, ProbeError
+from autograder.checks.core import Assignment, Namespace, Outputs, Probe, ProbeError, student_rng
 
 # ---------------------------------------------------------------------------
 # Inputs
@@ -28,20 +29,20 @@ from autograder.checks.core import Assignment, Mistake, Namespace, Outputs, Prob
 
 def _features(seed: int, n: int, d: int, scale: float = 1.0, offset: float = 0.0) -> np.ndarray:
     """An (n, d) batch whose columns have different means and spreads."""
-    rng = np.random.default_rng(seed)
+    rng = student_rng(seed)
     column_scale = scale * rng.uniform(0.5, 2.0, size=d)
     column_offset = offset + rng.normal(0.0, 3.0, size=d)
     return rng.normal(size=(n, d)) * column_scale + column_offset
 
 
 def _affine(seed: int, d: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
+    rng = student_rng(seed)
     return rng.uniform(0.5, 2.5, size=d), rng.normal(1.0, 1.0, size=d)
 
 
 def _images(seed: int, shape: tuple[int, int, int, int], scale: float = 1.0) -> np.ndarray:
     """An (N, C, H, W) batch whose channels have different means and spreads."""
-    rng = np.random.default_rng(seed)
+    rng = student_rng(seed)
     n, c, h, w = shape
     channel_scale = scale * rng.uniform(0.5, 2.0, size=(1, c, 1, 1))
     channel_offset = rng.normal(0.0, 3.0, size=(1, c, 1, 1))
@@ -52,7 +53,7 @@ def _images(seed: int, shape: tuple[int, int, int, int], scale: float = 1.0) -> 
 
 
 def _output_gradient(seed: int, shape: tuple[int, ...]) -> np.ndarray:
-    rng = np.random.default_rng(seed)
+    rng = student_rng(seed)
     # A non-zero mean per feature: the mean terms of the backward pass matter.
     return rng.normal(size=shape) + rng.normal(0.0, 1.0, size=(1,) + shape[1:])
 
@@ -125,208 +126,156 @@ def _gradients(backward: Any, name: str, dout: np.ndarray, cache: Any) -> Output
     return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
 
 
-# ---------------------------------------------------------------------------
-# The reference: PyTorch
-
-
-def reference() -> Namespace:
-    import torch
-    import torch.nn.functional as F
-
-    def forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5):
-        xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-        gt = torch.tensor(gamma, dtype=torch.float64, requires_grad=True)
-        bt = torch.tensor(beta, dtype=torch.float64, requires_grad=True)
-        out = F.batch_norm(xt, None, None, gt, bt, training=True, eps=eps)
-        return out.detach().numpy(), (xt, gt, bt, out)
-
-    def backward(dout: np.ndarray, cache: Any):
-        xt, gt, bt, out = cache
-        grads = torch.autograd.grad(out, (xt, gt, bt), torch.tensor(dout, dtype=torch.float64))
-        return tuple(g.numpy() for g in grads)
-
-    return {
-        "batchnorm_forward": forward,
-        "batchnorm_backward": backward,
-        "spatial_batchnorm_forward": forward,
-        "spatial_batchnorm_backward": backward,
-    }
-
 
 # ---------------------------------------------------------------------------
-# Known mistakes, written as a student would, to name them in feedback.
+# Given-runs: when the forward pass is wrong, the functions built on it are
+# judged against what the student's own forward does (one mistake, one
+# deduction). A key ``k@expected`` is what ``k`` must equal given the
+# student's forward; ``plausible:out`` must be within 50 % of PyTorch's, so
+# that a forward that is not a batch norm at all earns nothing downstream.
 
 
-def _numpy_batchnorm(ddof: int = 0, eps_inside: bool = True, use_eps: bool = True,
-                     axis: int = 0, swap_affine: bool = False, center: bool = True,
-                     full_backward: bool = True, dgamma_uses_xhat: bool = True):
-    """Forward and backward of (N, D) batch norm with one switch flipped."""
-
-    def forward(x, gamma, beta, eps=1e-5):
-        eps = eps if use_eps else 0.0
-        mean = x.mean(axis=axis, keepdims=True) if center else np.zeros_like(x[:1])
-        var = x.var(axis=axis, ddof=ddof, keepdims=True) if center else (x ** 2).mean(axis=axis, keepdims=True)
-        std = np.sqrt(var + eps) if eps_inside else np.sqrt(var) + eps
-        xhat = (x - mean) / std
-        out = beta * xhat + gamma if swap_affine else gamma * xhat + beta
-        return out, (xhat, std, gamma)
-
-    def backward(dout, cache):
-        xhat, std, gamma = cache
-        n = dout.shape[0]
-        dbeta = dout.sum(axis=0)
-        dgamma = (dout * xhat).sum(axis=0) if dgamma_uses_xhat else dout.sum(axis=0)
-        dxhat = dout * gamma
-        if full_backward:
-            dx = (dxhat - dxhat.mean(axis=0) - xhat * (dxhat * xhat).mean(axis=0)) / std
-        else:
-            dx = dxhat / std
-        return dx, dgamma, dbeta
-
-    return forward, backward
+def _numerical_vjp(f: Any, value: np.ndarray, dout: np.ndarray) -> np.ndarray:
+    """The gradient of ``sum(f(value) * dout)`` by central differences."""
+    gradient = np.zeros_like(value, dtype=np.float64)
+    flat = gradient.reshape(-1)
+    for index in range(value.size):
+        step = 1e-5 * (1.0 + abs(float(value.flat[index])))
+        plus, minus = value.copy(), value.copy()
+        plus.flat[index] += step
+        minus.flat[index] -= step
+        flat[index] = float(np.sum((np.asarray(f(plus)) - np.asarray(f(minus))) * dout)) / (2 * step)
+    return gradient
 
 
-def _spatial(forward, backward):
-    """Lift (N, D) functions to (N, C, H, W) the right way (channels last, then back)."""
+def _own_gradients(ns: Namespace, forward: str, backward: str, x: np.ndarray, gamma: np.ndarray,
+                   beta: np.ndarray, dout: np.ndarray, eps: float | None) -> Outputs:
+    def out_of(x_: np.ndarray, gamma_: np.ndarray, beta_: np.ndarray) -> np.ndarray:
+        return _call_forward(ns, forward, x_, gamma_, beta_, eps)[0]
 
-    def spatial_forward(x, gamma, beta, eps=1e-5):
-        n, c, h, w = x.shape
-        out, cache = forward(x.transpose(0, 2, 3, 1).reshape(-1, c), gamma, beta, eps)
-        return out.reshape(n, h, w, c).transpose(0, 3, 1, 2), (cache, x.shape)
+    out, cache = _call_forward(ns, forward, x, gamma, beta, eps)
+    outputs = _gradients(ns[backward], backward, dout, cache)
+    outputs.update({"input:x": x, "input:gamma": gamma, "input:beta": beta, "input:dout": dout,
+                    "input:eps": np.array(1e-5 if eps is None else eps)})
+    outputs["dx@expected"] = _numerical_vjp(lambda v: out_of(v, gamma, beta), x, dout)
+    outputs["dgamma@expected"] = _numerical_vjp(lambda v: out_of(x, v, beta), gamma, dout)
+    outputs["dbeta@expected"] = _numerical_vjp(lambda v: out_of(x, gamma, v), beta, dout)
+    outputs["plausible:out"] = out
+    return outputs
 
-    def spatial_backward(dout, cache):
-        inner, shape = cache
+
+def _backward_given(seed: int, n: int, d: int, eps: float | None, scale: float = 1.0):
+    def run(ns: Namespace) -> Outputs:
+        x = _features(seed, n, d, scale)
+        gamma, beta = _affine(seed + 1, d)
+        dout = _output_gradient(seed + 2, (n, d))
+        return _own_gradients(ns, "batchnorm_forward", "batchnorm_backward", x, gamma, beta, dout, eps)
+
+    return run
+
+
+def _spatial_backward_given(seed: int, shape: tuple[int, int, int, int], eps: float | None):
+    """The spatial backward must be the gradient of the student's spatial forward, or equal the
+    student's own vanilla backward on channels-last rows (when it is built on it)."""
+
+    def run(ns: Namespace) -> Outputs:
+        x = _images(seed, shape)
+        gamma, beta = _affine(seed + 1, shape[1])
+        dout = _output_gradient(seed + 2, shape)
+        outputs = _own_gradients(ns, "spatial_batchnorm_forward", "spatial_batchnorm_backward", x, gamma, beta,
+                                 dout, eps)
         n, c, h, w = shape
-        dx, dgamma, dbeta = backward(dout.transpose(0, 2, 3, 1).reshape(-1, c), inner)
-        return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2), dgamma, dbeta
 
-    return spatial_forward, spatial_backward
+        def rows(a: np.ndarray) -> np.ndarray:
+            return a.transpose(0, 2, 3, 1).reshape(-1, c)
 
+        _, cache = _call_forward(ns, "batchnorm_forward", rows(x), gamma, beta, eps)
+        composed = _gradients(ns["batchnorm_backward"], "batchnorm_backward", rows(dout), cache)
+        composed["dx"] = composed["dx"].reshape(n, h, w, c).transpose(0, 3, 1, 2)
+        if all(np.allclose(outputs[key], composed[key], rtol=1e-9, atol=1e-12) for key in composed):
+            outputs.update({f"{key}@expected": value for key, value in composed.items()})
+        return outputs
 
-def _spatial_reshape_without_transpose(forward, backward):
-    """The classic bug: ``x.reshape(-1, C)`` on an (N, C, H, W) array mixes channels."""
-
-    def spatial_forward(x, gamma, beta, eps=1e-5):
-        n, c, h, w = x.shape
-        out, cache = forward(x.reshape(-1, c), gamma, beta, eps)
-        return out.reshape(n, c, h, w), (cache, x.shape)
-
-    def spatial_backward(dout, cache):
-        inner, shape = cache
-        n, c = shape[:2]
-        dx, dgamma, dbeta = backward(dout.reshape(-1, c), inner)
-        return dx.reshape(shape), dgamma, dbeta
-
-    return spatial_forward, spatial_backward
+    return run
 
 
-def _spatial_per_pixel():
-    """Statistics over the batch only, one mean per (C, H, W) position."""
+def _spatial_forward_given(seed: int, shape: tuple[int, int, int, int], eps: float | None, scale: float = 1.0):
+    """The spatial forward must equal the student's own vanilla forward on channels-last rows."""
 
-    def spatial_forward(x, gamma, beta, eps=1e-5):
-        mean = x.mean(axis=0, keepdims=True)
-        var = x.var(axis=0, keepdims=True)
-        xhat = (x - mean) / np.sqrt(var + eps)
-        return gamma[None, :, None, None] * xhat + beta[None, :, None, None], None
+    def run(ns: Namespace) -> Outputs:
+        x = _images(seed, shape, scale)
+        gamma, beta = _affine(seed + 1, shape[1])
+        n, c, h, w = shape
+        out, _ = _call_forward(ns, "spatial_batchnorm_forward", x, gamma, beta, eps)
+        rows, _ = _call_forward(ns, "batchnorm_forward", x.transpose(0, 2, 3, 1).reshape(-1, c), gamma, beta, eps)
+        return {"out": out, "out@expected": rows.reshape(n, h, w, c).transpose(0, 3, 1, 2), "plausible:out": out}
 
-    return spatial_forward
-
-
-def _mistake(description: str, **switches) -> Mistake:
-    forward, backward = _numpy_batchnorm(**switches)
-    spatial_forward, spatial_backward = _spatial(forward, backward)
-    return Mistake(description, {
-        "batchnorm_forward": forward,
-        "batchnorm_backward": backward,
-        "spatial_batchnorm_forward": spatial_forward,
-        "spatial_batchnorm_backward": spatial_backward,
-    })
+    return run
 
 
-UNBIASED_VARIANCE = _mistake(
-    "the unbiased variance (dividing by N - 1): batch norm normalizes with the biased one (dividing by N)",
-    ddof=1)
-EPS_OUTSIDE_SQRT = _mistake(
-    "eps added outside the square root: the denominator is sqrt(var + eps), not sqrt(var) + eps",
-    eps_inside=False)
-NO_EPS = _mistake("eps left out of the denominator", use_eps=False)
-WRONG_AXIS = _mistake(
-    "statistics over the wrong axis: one mean per sample (axis=1) instead of one per feature (axis=0)", axis=1)
-SWAPPED_AFFINE = _mistake("gamma and beta swapped: the output is gamma * x_hat + beta", swap_affine=True)
-NOT_CENTERED = _mistake("the mean was not subtracted before scaling", center=False)
-NO_STATISTICS_GRADIENT = _mistake(
-    "the gradient through the batch mean and variance left out: dx must include the terms that come from "
-    "mu_B and sigma_B depending on every x_i", full_backward=False)
-DGAMMA_WITHOUT_XHAT = _mistake("dgamma summed dout alone: it is the sum of dout * x_hat", dgamma_uses_xhat=False)
-
-_forward_2d, _backward_2d = _numpy_batchnorm()
-SPATIAL_RESHAPE = Mistake(
-    "x reshaped to (-1, C) without moving the channel axis last first: transpose to (N, H, W, C) before "
-    "reshaping, or reduce over axes (0, 2, 3)",
-    dict(zip(("spatial_batchnorm_forward", "spatial_batchnorm_backward"),
-             _spatial_reshape_without_transpose(_forward_2d, _backward_2d))))
-SPATIAL_PER_PIXEL = Mistake(
-    "statistics per pixel (over N only): a channel's statistics are taken over N, H and W together",
-    {"spatial_batchnorm_forward": _spatial_per_pixel()})
-
-_FORWARD_MISTAKES = (UNBIASED_VARIANCE, EPS_OUTSIDE_SQRT, NO_EPS, WRONG_AXIS, SWAPPED_AFFINE, NOT_CENTERED)
-_BACKWARD_MISTAKES = (NO_STATISTICS_GRADIENT, DGAMMA_WITHOUT_XHAT, UNBIASED_VARIANCE, EPS_OUTSIDE_SQRT)
-_SPATIAL_MISTAKES = (SPATIAL_RESHAPE, SPATIAL_PER_PIXEL, UNBIASED_VARIANCE, EPS_OUTSIDE_SQRT)
+_FORWARD_MISTAKES = ("UNBIASED_VARIANCE", "EPS_OUTSIDE_SQRT", "NO_EPS", "WRONG_AXIS", "SWAPPED_AFFINE", "NOT_CENTERED")
+_BACKWARD_MISTAKES = ("NO_STATISTICS_GRADIENT", "NO_MEAN_PATH", "NO_VARIANCE_PATH", "DGAMMA_WITHOUT_XHAT",
+                      "DGAMMA_TIMES_GAMMA", "BACKWARD_DEFAULT_EPS", "UNBIASED_VARIANCE", "EPS_OUTSIDE_SQRT")
+_SPATIAL_MISTAKES = ("SPATIAL_RESHAPE", "SPATIAL_PER_PIXEL", "UNBIASED_VARIANCE", "EPS_OUTSIDE_SQRT")
 
 _GRADIENT_LABELS = {"dx": "`dx`", "dgamma": "`dgamma`", "dbeta": "`dbeta`"}
-
-# ---------------------------------------------------------------------------
+_FORWARD = ("batchnorm_forward",)
+_BACKWARD = ("batchnorm_forward", "batchnorm_backward")
+_SPATIAL_FORWARD = ("batchnorm_forward", "spatial_batchnorm_forward")
+_SPATIAL_BACKWARD = ("batchnorm_forward", "batchnorm_backward", "spatial_batchnorm_forward",
+                     "spatial_batchnorm_backward")
 
 ASSIGNMENT = Assignment(
     name="bn_math",
-    reference=reference,
+    kind="numpy",
     tests={
         "test_batchnorm_forward": (
-            Probe("forward on a (64, 7) batch with the default eps", ("batchnorm_forward",),
+            Probe("forward on a (64, 7) batch with the default eps", _FORWARD,
                   _forward_probe(10, 64, 7, None), mistakes=_FORWARD_MISTAKES),
-            Probe("forward on a batch of 2", ("batchnorm_forward",),
-                  _forward_probe(11, 2, 5, 1e-5), mistakes=_FORWARD_MISTAKES),
-            Probe("forward with eps=0.5 and features of tiny variance", ("batchnorm_forward",),
+            Probe("forward on a batch of 2", _FORWARD, _forward_probe(11, 2, 5, 1e-5), mistakes=_FORWARD_MISTAKES),
+            Probe("forward with eps=0.5 and features of tiny variance", _FORWARD,
                   _forward_probe(12, 9, 4, 0.5, scale=1e-3), mistakes=_FORWARD_MISTAKES),
-            Probe("forward on features with a huge scale and offset", ("batchnorm_forward",),
+            Probe("forward on features with a huge scale and offset", _FORWARD,
                   _forward_probe(13, 6, 3, 1e-5, scale=1e4, offset=1e3), mistakes=_FORWARD_MISTAKES),
-            Probe("forward on a (3, 11) batch", ("batchnorm_forward",),
+            Probe("forward on a (3, 11) batch with eps=1e-3", _FORWARD,
                   _forward_probe(14, 3, 11, 1e-3), mistakes=_FORWARD_MISTAKES),
         ),
         "test_batchnorm_backward": (
-            Probe("backward on a (16, 5) batch", ("batchnorm_forward", "batchnorm_backward"),
-                  _backward_probe(20, 16, 5, None), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS),
-            Probe("backward on a batch of 2", ("batchnorm_forward", "batchnorm_backward"),
-                  _backward_probe(21, 2, 3, 1e-5), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS),
-            Probe("backward with eps=0.5 and features of tiny variance",
-                  ("batchnorm_forward", "batchnorm_backward"),
+            Probe("backward on a (16, 5) batch with the default eps", _BACKWARD,
+                  _backward_probe(20, 16, 5, None), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS,
+                  given=_backward_given(20, 16, 5, None), given_check="backward_at_student_statistics"),
+            Probe("backward on a batch of 2", _BACKWARD,
+                  _backward_probe(21, 2, 3, 1e-5), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS,
+                  given=_backward_given(21, 2, 3, 1e-5), given_check="backward_at_student_statistics"),
+            Probe("backward with eps=0.5 and features of tiny variance", _BACKWARD,
                   _backward_probe(22, 7, 4, 0.5, scale=1e-3), mistakes=_BACKWARD_MISTAKES,
-                  labels=_GRADIENT_LABELS),
-            Probe("backward on a (4, 9) batch", ("batchnorm_forward", "batchnorm_backward"),
-                  _backward_probe(23, 4, 9, 1e-2), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS),
+                  labels=_GRADIENT_LABELS, given=_backward_given(22, 7, 4, 0.5, scale=1e-3),
+                  given_check="backward_at_student_statistics"),
+            Probe("backward on a (4, 9) batch with eps=1e-2", _BACKWARD,
+                  _backward_probe(23, 4, 9, 1e-2), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS,
+                  given=_backward_given(23, 4, 9, 1e-2), given_check="backward_at_student_statistics"),
         ),
         "test_spatial_batchnorm_forward": (
-            Probe("spatial forward on a (2, 3, 4, 5) batch", ("spatial_batchnorm_forward",),
-                  _spatial_forward_probe(30, (2, 3, 4, 5), None), mistakes=_SPATIAL_MISTAKES),
-            Probe("spatial forward on a (5, 4, 2, 3) batch with eps=0.5", ("spatial_batchnorm_forward",),
-                  _spatial_forward_probe(31, (5, 4, 2, 3), 0.5, scale=1e-2), mistakes=_SPATIAL_MISTAKES),
-            Probe("spatial forward on a (1, 2, 3, 3) batch", ("spatial_batchnorm_forward",),
-                  _spatial_forward_probe(32, (1, 2, 3, 3), 1e-5), mistakes=_SPATIAL_MISTAKES),
+            Probe("spatial forward on a (2, 3, 4, 5) batch with the default eps", _SPATIAL_FORWARD,
+                  _spatial_forward_probe(30, (2, 3, 4, 5), None), mistakes=_SPATIAL_MISTAKES,
+                  given=_spatial_forward_given(30, (2, 3, 4, 5), None)),
+            Probe("spatial forward on a (5, 4, 2, 3) batch with eps=0.5 and tiny variance", _SPATIAL_FORWARD,
+                  _spatial_forward_probe(31, (5, 4, 2, 3), 0.5, scale=1e-2), mistakes=_SPATIAL_MISTAKES,
+                  given=_spatial_forward_given(31, (5, 4, 2, 3), 0.5, scale=1e-2)),
+            Probe("spatial forward on a batch of one (1, 2, 3, 3) image", _SPATIAL_FORWARD,
+                  _spatial_forward_probe(32, (1, 2, 3, 3), 1e-5), mistakes=_SPATIAL_MISTAKES,
+                  given=_spatial_forward_given(32, (1, 2, 3, 3), 1e-5)),
         ),
         "test_spatial_batchnorm_backward": (
-            Probe("spatial backward on a (2, 3, 4, 5) batch",
-                  ("spatial_batchnorm_forward", "spatial_batchnorm_backward"),
+            Probe("spatial backward on a (2, 3, 4, 5) batch with the default eps", _SPATIAL_BACKWARD,
                   _spatial_backward_probe(40, (2, 3, 4, 5), None), mistakes=_SPATIAL_MISTAKES + _BACKWARD_MISTAKES,
-                  labels=_GRADIENT_LABELS),
-            Probe("spatial backward on a (3, 2, 3, 2) batch with eps=0.1",
-                  ("spatial_batchnorm_forward", "spatial_batchnorm_backward"),
+                  labels=_GRADIENT_LABELS, given=_spatial_backward_given(40, (2, 3, 4, 5), None),
+                  given_check="backward_at_student_statistics"),
+            Probe("spatial backward on a (3, 2, 3, 2) batch with eps=0.1", _SPATIAL_BACKWARD,
                   _spatial_backward_probe(41, (3, 2, 3, 2), 0.1), mistakes=_SPATIAL_MISTAKES + _BACKWARD_MISTAKES,
-                  labels=_GRADIENT_LABELS),
+                  labels=_GRADIENT_LABELS, given=_spatial_backward_given(41, (3, 2, 3, 2), 0.1),
+                  given_check="backward_at_student_statistics"),
         ),
     },
-    forbidden={
-        name: ("torch", "torch.nn.functional.batch_norm", "torch.batch_norm")
-        for name in ("batchnorm_forward", "batchnorm_backward",
-                     "spatial_batchnorm_forward", "spatial_batchnorm_backward")
-    },
+    library=("batch_norm", "native_batch_norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "StandardScaler"),
 )

@@ -1,25 +1,74 @@
-"""The vocabulary of hidden tests: probes, known mistakes, assignments.
+"""The vocabulary of hidden tests: probes, inputs drawn per student, known mistakes.
 
 A *probe* is a function of a namespace that calls the student's functions on
-fixed, seeded inputs and returns a dict of NumPy arrays. The grader runs every
-probe twice: on the student's namespace inside a sandboxed worker process, and
-on a PyTorch reference namespace in its own process. The two sets of outputs
-are compared here, in the grader, with code the student never had a chance to
-touch.
+inputs drawn from a seed and returns a dict of NumPy arrays. The grader runs
+every probe twice: on the student's namespace inside a sandboxed worker
+process, and on the PyTorch reference in its own process; the two sets of
+outputs are compared in the grader, with code the student never had a chance
+to touch.
 
-This module is imported by the worker too, so it depends on NumPy alone.
+This module and the ``checks/<assignment>.py`` modules built on it are what the
+sandbox receives: they hold the inputs and the calls, never a reference or a
+known mistake (those live in :mod:`autograder.references`, which only the
+grader imports). It depends on NumPy alone (PyTorch is imported lazily).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import contextvars
+import hashlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 Namespace = Mapping[str, Any]
 Outputs = dict[str, np.ndarray]
+
+# ---------------------------------------------------------------------------
+# Inputs drawn per student
+#
+# A probe names its inputs by small integer seeds; the grader mixes in a salt
+# drawn from the student id and the course secret, so that every student's
+# hidden inputs differ while the property that makes an input hard (its shape,
+# a batch of two, a large eps) stays the same. The salt is set around one
+# probe run, in whichever process runs it.
+
+_SALT: contextvars.ContextVar[int] = contextvars.ContextVar("probe_salt", default=0)
+
+
+@contextlib.contextmanager
+def salted(salt: int) -> Iterator[None]:
+    """Within this block, :func:`student_rng` and friends draw the inputs of ``salt``."""
+    token = _SALT.set(int(salt))
+    try:
+        yield
+    finally:
+        _SALT.reset(token)
+
+
+def student_seed(seed: int) -> int:
+    """A 63-bit seed for ``seed`` under the current salt (for ``torch.manual_seed``)."""
+    digest = hashlib.sha256(f"{_SALT.get()}:{int(seed)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def student_rng(seed: int) -> np.random.Generator:
+    """``np.random.default_rng(seed)``, per student."""
+    return np.random.default_rng(student_seed(seed))
+
+
+def student_generator(seed: int) -> Any:
+    """``torch.Generator().manual_seed(seed)``, per student."""
+    import torch
+
+    return torch.Generator().manual_seed(student_seed(seed))
+
+
+# ---------------------------------------------------------------------------
+# Probes and assignments
 
 
 @dataclass(frozen=True)
@@ -28,7 +77,9 @@ class Mistake:
 
     ``implementations`` replaces entries of the reference namespace; when a
     student's outputs match the reference run with these replacements, the
-    feedback says ``description``.
+    feedback says ``description``. Mistakes live in
+    :mod:`autograder.references` (grader only): their default settings are
+    correct implementations.
     """
 
     description: str
@@ -37,15 +88,31 @@ class Mistake:
 
 @dataclass(frozen=True)
 class Probe:
-    """One hidden check: ``run(namespace)`` calls ``targets`` and returns outputs."""
+    """One hidden check: ``run(namespace)`` calls ``targets`` and returns outputs.
+
+    The last target is the graded name the probe grades; the ones before it
+    are graded names it also calls (a forward pass whose cache the backward
+    pass reads). ``mistakes`` are names of :class:`Mistake` objects in the
+    assignment's reference module. ``given`` is a second run for when one of
+    the other targets is wrong: it exercises the graded name in a way that does
+    not depend on their correctness (see :mod:`autograder.verdicts`); its keys
+    ``k@expected`` say what ``k`` must be given the student's own functions,
+    ``input:*`` are the inputs, ``plausible:*`` must be near the reference's.
+    """
 
     name: str
     targets: tuple[str, ...]
     run: Callable[[Namespace], Outputs]
     rtol: float = 1e-6
     atol: float = 1e-8
-    mistakes: tuple[Mistake, ...] = ()
+    mistakes: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    given: Callable[[Namespace], Outputs] | None = None
+    given_check: str = ""  # a name in the reference module's GIVEN_CHECKS: more ways to be right given the others
+
+    @property
+    def graded(self) -> str:
+        return self.targets[-1]
 
     def label(self, key: str) -> str:
         return self.labels.get(key, f"`{key}`")
@@ -56,14 +123,19 @@ class Assignment:
     """The hidden tests of one assignment.
 
     ``tests`` maps the grade id of a notebook test cell to its probes.
-    ``forbidden`` maps a graded name to the dotted names of library functions it
-    may not call (the library's own version of the exercise).
+    ``kind`` says what student code may use: ``"numpy"`` (PyTorch is not
+    available where it runs) or ``"torch"``. ``library`` lists, for the whole
+    assignment, the identifiers of the library's own versions of its
+    exercises (``batch_norm``, ``BatchNorm2d``, ...), which no student code
+    may name; ``type_checks`` are those it may name only to test a type
+    (``isinstance(m, nn.BatchNorm2d)``).
     """
 
     name: str
-    reference: Callable[[], Namespace]
     tests: Mapping[str, tuple[Probe, ...]]
-    forbidden: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    kind: Literal["numpy", "torch"] = "torch"
+    library: tuple[str, ...] = ()
+    type_checks: tuple[str, ...] = ()
 
     def probe(self, grade_id: str, index: int) -> Probe:
         return self.tests[grade_id][index]

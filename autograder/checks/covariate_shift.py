@@ -9,10 +9,9 @@ Two graded functions:
   change of the gradient at ``theta - eta * g`` for each step size, leaving the
   model exactly as it was.
 
-The reference is PyTorch, written independently of the notebook's solution:
-hooks and ``torch.Tensor.var(correction=0)`` for the first function,
-``torch.func.functional_call`` on cloned parameters and buffers for the second.
-The probes build their models in float64 with weights drawn from NumPy, so the
+The reference (``autograder/references/covariate_shift.py``, grader only) is
+PyTorch, written independently of the notebook's solution. The probes build
+their models in float64 with weights drawn per student from NumPy, so the
 inputs do not depend on PyTorch's initializers, and they are chosen so that the
 usual mistakes show:
 
@@ -39,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from autograder.checks.core import Assignment, Mistake, Namespace, Outputs, Probe, ProbeError, as_array
+from autograder.checks.core import Assignment, Namespace, Outputs, Probe, ProbeError, as_array, student_rng
 
 # ---------------------------------------------------------------------------
 # Models and inputs (built in float64 from NumPy draws; torch is imported lazily
@@ -51,7 +50,7 @@ def _fill(model: Any, seed: int) -> Any:
     import torch
 
     model.double()
-    rng = np.random.default_rng(seed)
+    rng = student_rng(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.endswith("weight") and param.dim() == 2:
@@ -68,7 +67,7 @@ def _batch(seed: int, shape: tuple[int, ...], spread: float = 1.0) -> Any:
     """A float64 batch whose last-axis features have different means and spreads."""
     import torch
 
-    rng = np.random.default_rng(seed)
+    rng = student_rng(seed)
     d = shape[-1]
     values = rng.normal(size=shape) * rng.uniform(0.5, 2.0, size=d) * spread + rng.normal(0.0, 2.0, size=d)
     return torch.from_numpy(values)
@@ -152,7 +151,7 @@ def _with_running_stats(model: Any, seed: int) -> Any:
     """Give every BatchNorm layer running statistics far from the initial 0 and 1."""
     import torch
 
-    rng = np.random.default_rng(seed)
+    rng = student_rng(seed)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm1d):
@@ -314,14 +313,14 @@ def _landscape_probe(build: Callable[[], Any], x_seed: int, x_shape: tuple[int, 
                 if name.startswith(freeze):
                     param.requires_grad_(False)
         if stale_grads:
-            rng = np.random.default_rng(x_seed + 2)
+            rng = student_rng(x_seed + 2)
             for param in model.parameters():
                 if param.requires_grad:
                     param.grad = torch.from_numpy(rng.normal(size=tuple(param.shape)))
         model.train(mode == "train")
         x = _batch(x_seed, x_shape)
         if classes:
-            y = torch.from_numpy(np.random.default_rng(x_seed + 3).integers(0, classes, size=x_shape[0]))
+            y = torch.from_numpy(student_rng(x_seed + 3).integers(0, classes, size=x_shape[0]))
             loss_fn = _cross_entropy
         else:
             out_features = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
@@ -345,291 +344,17 @@ def _landscape_probe(build: Callable[[], Any], x_seed: int, x_shape: tuple[int, 
 
 
 # ---------------------------------------------------------------------------
-# The reference: PyTorch
+# Known mistakes each probe may name (defined in references/covariate_shift.py)
 
-
-def reference() -> Namespace:
-    import torch
-    from torch.func import functional_call
-
-    def layer_input_stats(model, x):
-        linears = {}
-        for name, module in model.named_modules():
-            if isinstance(module, torch.nn.Linear) and module not in linears.values():
-                linears[name] = module
-        seen: dict[str, list[torch.Tensor]] = {name: [] for name in linears}
-        handles = []
-        for name, module in linears.items():
-            def hook(module, args, name=name):
-                inp = args[0].detach()
-                seen[name].append(inp.reshape(-1, inp.shape[-1]))
-            handles.append(module.register_forward_pre_hook(hook))
-        try:
-            model(x)
-        finally:
-            for handle in handles:
-                handle.remove()
-        stats = {}
-        for name, chunks in seen.items():
-            if chunks:
-                rows = torch.cat(chunks)
-                stats[name] = (rows.mean(dim=0), rows.var(dim=0, correction=0).sqrt())
-        return stats
-
-    def loss_along_gradient(model, loss_fn, x, y, step_sizes):
-        names = [n for n, p in model.named_parameters() if p.requires_grad]
-        theta = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-        fixed = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
-
-        def loss_and_grad(point):
-            params = {n: t.clone().requires_grad_() for n, t in point.items()}
-            buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
-            loss = loss_fn(functional_call(model, {**params, **fixed, **buffers}, (x,)), y)
-            grads = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
-            grads = [torch.zeros_like(params[n]) if g is None else g for n, g in zip(names, grads)]
-            return loss.detach(), torch.cat([g.reshape(-1) for g in grads])
-
-        _, g = loss_and_grad(theta)
-        sizes = [theta[n].numel() for n in names]
-        direction = dict(zip(names, (piece.view_as(theta[n]) for n, piece in zip(names, g.split(sizes)))))
-        losses, changes = [], []
-        for eta in step_sizes:
-            eta = float(eta)
-            loss, g_eta = loss_and_grad({n: theta[n] - eta * direction[n] for n in names})
-            losses.append(loss)
-            changes.append(torch.linalg.vector_norm(g_eta - g))
-        return torch.stack(losses), torch.stack(changes)
-
-    return {"layer_input_stats": layer_input_stats, "loss_along_gradient": loss_along_gradient}
-
-
-# ---------------------------------------------------------------------------
-# Known mistakes, written as a student would, to name them in feedback.
-
-
-def _stats_variant(*, correction: int = 0, axis: str = "features", modules: str = "all",
-                   keep: str = "all", remove: str = "finally", record: str = "input",
-                   detach: bool = True, mode: str | None = None, restore_mode: str | None = None):
-    """layer_input_stats with one switch flipped."""
-
-    def layer_input_stats(model, x):
-        import torch
-
-        if modules == "all":
-            named = list(model.named_modules())
-        else:
-            named = list(model.named_children())
-        seen: dict[str, list[torch.Tensor]] = {}
-        handles = []
-        for name, module in named:
-            if not isinstance(module, torch.nn.Linear):
-                continue
-
-            def hook(module, inputs, output, name=name):
-                value = inputs[0] if record == "input" else output
-                value = value.detach() if detach else value
-                if axis in ("features", "samples"):
-                    value = value.reshape(-1, value.shape[-1])
-                if keep == "last":
-                    seen[name] = [value]
-                elif keep == "first":
-                    seen.setdefault(name, [value])
-                else:
-                    seen.setdefault(name, []).append(value)
-            handles.append(module.register_forward_hook(hook))
-        if mode is not None:
-            model.train(mode == "train")
-        if remove == "finally":
-            try:
-                model(x)
-            finally:
-                for handle in handles:
-                    handle.remove()
-        elif remove == "clear":  # every forward hook goes, the user's own too
-            try:
-                model(x)
-            finally:
-                for module in model.modules():
-                    module._forward_hooks.clear()
-        else:
-            model(x)
-            if remove == "after":
-                for handle in handles:
-                    handle.remove()
-        if restore_mode is not None:
-            model.train(restore_mode == "train")
-        stats = {}
-        for name, chunks in seen.items():
-            values = torch.cat(chunks)
-            dim = -1 if axis == "samples" else 0
-            stats[name] = (values.mean(dim=dim), values.var(dim=dim, correction=correction).sqrt())
-        return stats
-
-    return layer_input_stats
-
-
-def _stats_mistake(description: str, **switches: Any) -> Mistake:
-    return Mistake(description, {"layer_input_stats": _stats_variant(**switches)})
-
-
-UNBIASED_STD = _stats_mistake(
-    "the unbiased standard deviation (dividing by n - 1, torch's default for .std()): use the biased one, "
-    ".std(dim=0, correction=0) or unbiased=False", correction=1)
-PER_SAMPLE = _stats_mistake(
-    "statistics over the wrong axis: one value per sample instead of one per input feature (reduce over "
-    "every dimension but the last)", axis="samples")
-FIRST_AXIS_ONLY = _stats_mistake(
-    "statistics over the first dimension only: an input of shape (A, B, in_features) has A * B samples per "
-    "feature (reshape to (-1, in_features) first)", axis="first")
-TOP_LEVEL_ONLY = _stats_mistake(
-    "only the model's direct children were hooked: nested Linear layers need model.named_modules(), which "
-    "walks the whole tree (and names the model itself \"\")", modules="children")
-LAST_CALL_ONLY = _stats_mistake(
-    "only the last call of a layer that is called twice was kept: pool the inputs of every call",
-    keep="last")
-FIRST_CALL_ONLY = _stats_mistake(
-    "only the first call of a layer that is called twice was kept: pool the inputs of every call",
-    keep="first")
-HOOKS_NEVER_REMOVED = _stats_mistake(
-    "the hooks were never removed: keep the handles that register_forward_hook returns and call "
-    "handle.remove()", remove="never")
-HOOKS_LEFT_ON_ERROR = _stats_mistake(
-    "the hooks stay registered when the forward pass raises: remove them in a finally block", remove="after")
-OUTPUT_STATS = _stats_mistake(
-    "the statistics of each layer's output, not of its input (the hook gets (module, inputs, output); "
-    "the input is inputs[0])", record="output")
-SWITCHED_TO_EVAL = _stats_mistake(
-    "the model was switched to eval mode: run the forward pass in the mode the model is in and leave it "
-    "there", mode="eval")
-SWITCHED_TO_TRAIN = _stats_mistake(
-    "the model was switched to training mode: run the forward pass in the mode the model is in and leave it "
-    "there", mode="train")
-EVAL_THEN_TRAIN = _stats_mistake(
-    "the forward pass ran in eval mode and model.train() was called afterwards: run it in the mode the model "
-    "is in, and leave that mode alone (model.train() does not restore a model that was in eval mode)",
-    mode="eval", restore_mode="train")
-CLEARED_ALL_HOOKS = _stats_mistake(
-    "every forward hook of the model was cleared, the user's own too: remove only your own hooks, with the "
-    "handles that register_forward_hook returns", remove="clear")
-GRAPH_KEPT = _stats_mistake(
-    "the statistics carry autograd history: detach the recorded inputs (or compute under torch.no_grad())",
-    detach=False)
-
-_STATS_VALUE_MISTAKES = (UNBIASED_STD, PER_SAMPLE, FIRST_AXIS_ONLY, TOP_LEVEL_ONLY, OUTPUT_STATS,
-                         LAST_CALL_ONLY, FIRST_CALL_ONLY)
-_STATS_STATE_MISTAKES = (HOOKS_LEFT_ON_ERROR, HOOKS_NEVER_REMOVED, CLEARED_ALL_HOOKS, SWITCHED_TO_EVAL,
-                         SWITCHED_TO_TRAIN, EVAL_THEN_TRAIN, GRAPH_KEPT)
-
-
-def _landscape_variant(*, sign: float = -1.0, start: str = "theta", direction: str = "fixed",
-                       norm: str = "joint", mode: str | None = None, grads: str = "autograd",
-                       restore: str = "copy", normalize: bool = False, detach: bool = True):
-    """loss_along_gradient with one switch flipped, written on the model in place or on a copy."""
-
-    def loss_along_gradient(model, loss_fn, x, y, step_sizes):
-        import copy
-
-        import torch
-
-        work = copy.deepcopy(model) if restore == "copy" else model
-        saved = {n: t.detach().clone() for n, t in work.state_dict().items()}
-        if mode is not None:
-            work.train(mode == "train")
-        params = [p for p in work.parameters() if p.requires_grad]
-
-        def gradient():
-            loss = loss_fn(work(x), y)
-            if grads == "backward":  # accumulates into whatever .grad held
-                loss.backward()
-                found = [p.grad.clone() for p in params]
-            elif grads == "zeroed":  # right values, but .grad is overwritten
-                work.zero_grad()
-                loss.backward()
-                found = [p.grad.clone() for p in params]
-            else:
-                found = list(torch.autograd.grad(loss, params))
-            return (loss.detach() if detach else loss), found
-
-        _, g0 = gradient()
-        current = [p.detach().clone() for p in params]
-        g = g0
-        losses, changes = [], []
-        for eta in step_sizes:
-            eta = float(eta)
-            base = [p.detach().clone() for p in params] if start == "previous" else current
-            step = g if direction == "recomputed" else g0
-            if normalize:
-                length = torch.cat([d.reshape(-1) for d in g0]).norm()
-                step = [d / length for d in step]
-            with torch.no_grad():
-                for p, b, d in zip(params, base, step):
-                    p.copy_(b + sign * eta * d)
-            loss, g_eta = gradient()
-            diffs = [a - b for a, b in zip(g_eta, g0)]
-            if norm == "joint":
-                change = torch.cat([d.reshape(-1) for d in diffs]).norm()
-            elif norm == "sum":
-                change = sum(d.norm() for d in diffs)
-            else:  # squared
-                change = sum((d ** 2).sum() for d in diffs)
-            losses.append(loss)
-            changes.append(change.detach() if detach else change)
-            g = g_eta
-        if restore == "params":  # parameters put back, running statistics not
-            with torch.no_grad():
-                for p, c in zip(params, current):
-                    p.copy_(c)
-        elif restore == "state":
-            work.load_state_dict(saved)
-        return torch.stack(losses), torch.stack(changes)
-
-    return loss_along_gradient
-
-
-def _landscape_mistake(description: str, **switches: Any) -> Mistake:
-    return Mistake(description, {"loss_along_gradient": _landscape_variant(**switches)})
-
-
-UPHILL = _landscape_mistake(
-    "steps along +g: the step is theta - eta * g, downhill", sign=1.0)
-CUMULATIVE = _landscape_mistake(
-    "cumulative steps: every step size is measured from the original theta, not from the previous point",
-    start="previous")
-TRAJECTORY = _landscape_mistake(
-    "gradient descent steps, each from the previous point along a freshly computed gradient: every step "
-    "starts at theta and follows the gradient g computed there", start="previous", direction="recomputed")
-SUM_OF_NORMS = _landscape_mistake(
-    "the sum of per-parameter norms: the change is one L2 norm over all parameters together (concatenate "
-    "the gradients)", norm="sum")
-SQUARED_NORM = _landscape_mistake(
-    "the squared norm: take the square root", norm="squared")
-MEASURED_IN_EVAL = _landscape_mistake(
-    "the model was switched to eval mode: run the forward passes in the mode the model is in", mode="eval")
-MEASURED_IN_TRAIN = _landscape_mistake(
-    "the model was switched to training mode: run the forward passes in the mode the model is in",
-    mode="train")
-ACCUMULATED_GRAD = _landscape_mistake(
-    "loss.backward() added to the .grad the parameters already had: zero it first, or use "
-    "torch.autograd.grad, and put the original .grad back", grads="backward", restore="params")
-NORMALIZED_STEP = _landscape_mistake(
-    "steps along the unit vector g / ||g||: the step is eta * g itself, not normalized", normalize=True)
-RESULTS_KEEP_GRAPH = _landscape_mistake(
-    "the returned tensors carry autograd history: detach the losses and the norms (or compute them under "
-    "torch.no_grad())", detach=False)
-MODEL_MODIFIED = _landscape_mistake(
-    "the model was left at the last step: work on a copy (copy.deepcopy) or restore the parameters",
-    restore="none")
-GRADS_OVERWRITTEN = _landscape_mistake(
-    "the parameters' .grad was overwritten (zero_grad() and loss.backward() write into it): leave .grad "
-    "as it was, by working on a copy or by using torch.autograd.grad", grads="zeroed", restore="state")
-RUNNING_STATS_CHANGED = _landscape_mistake(
-    "the parameters were restored but the BatchNorm running statistics were not: every training-mode "
-    "forward pass updates them; work on a copy or restore the buffers too", restore="params")
-
-_LANDSCAPE_VALUE_MISTAKES = (UPHILL, CUMULATIVE, TRAJECTORY, NORMALIZED_STEP, SUM_OF_NORMS, SQUARED_NORM,
-                             MEASURED_IN_EVAL, MEASURED_IN_TRAIN, ACCUMULATED_GRAD, RESULTS_KEEP_GRAPH)
-_LANDSCAPE_STATE_MISTAKES = (MODEL_MODIFIED, RUNNING_STATS_CHANGED, GRADS_OVERWRITTEN, ACCUMULATED_GRAD,
-                             RESULTS_KEEP_GRAPH)
+_STATS_VALUE_MISTAKES = ("UNBIASED_STD", "PER_SAMPLE", "FIRST_AXIS_ONLY", "TOP_LEVEL_ONLY", "OUTPUT_STATS",
+                         "LAST_CALL_ONLY", "FIRST_CALL_ONLY")
+_STATS_STATE_MISTAKES = ("HOOKS_LEFT_ON_ERROR", "HOOKS_NEVER_REMOVED", "CLEARED_ALL_HOOKS", "SWITCHED_TO_EVAL",
+                         "SWITCHED_TO_TRAIN", "EVAL_THEN_TRAIN", "GRAPH_KEPT")
+_LANDSCAPE_VALUE_MISTAKES = ("UPHILL", "CUMULATIVE", "TRAJECTORY", "NORMALIZED_STEP", "SUM_OF_NORMS",
+                             "SQUARED_NORM", "MEASURED_IN_EVAL", "MEASURED_IN_TRAIN", "ACCUMULATED_GRAD",
+                             "RESULTS_KEEP_GRAPH")
+_LANDSCAPE_STATE_MISTAKES = ("MODEL_MODIFIED", "RUNNING_STATS_CHANGED", "GRADS_OVERWRITTEN", "ACCUMULATED_GRAD",
+                             "RESULTS_KEEP_GRAPH")
 
 _STATE_LABELS = {
     "modes_unchanged": "whether every module's train/eval mode is as before",
@@ -651,7 +376,7 @@ _STATE_LABELS = {
 
 ASSIGNMENT = Assignment(
     name="covariate_shift",
-    reference=reference,
+    kind="torch",
     tests={
         "test_layer_input_stats": (
             Probe("statistics of a ReLU MLP on a (12, 5) batch", ("layer_input_stats",),
@@ -730,4 +455,7 @@ ASSIGNMENT = Assignment(
                   mistakes=_LANDSCAPE_STATE_MISTAKES, labels=_STATE_LABELS),
         ),
     },
+    # PyTorch has no function of its own that measures either quantity.
+    library=(),
+    type_checks=(),
 )

@@ -1,17 +1,11 @@
 """Hidden tests of ``pitfalls``: folding BatchNorm, merging shard statistics, frozen BatchNorm.
 
-The references:
-
-- ``fuse_conv_bn`` is ``torch.nn.utils.fusion.fuse_conv_bn_eval`` (both modules
-  in eval mode, as every probe passes them);
-- ``merge_batch_stats`` is the law of total variance computed in float64 and
-  returned in the input's dtype; every probe builds its per-shard statistics from
-  real shards of data, so the reference is also the statistics of the full batch
-  (``_self_check`` verifies this);
-- ``freeze_batchnorm`` has no PyTorch counterpart; the reference keeps every
-  BatchNorm layer a BatchNorm layer (same state dict), overrides ``train`` on the
-  layer instances so that they stay in eval mode, switches off the gradients of
-  their affine parameters and drops stale gradients.
+The references (``autograder/references/pitfalls.py``, grader only) are
+PyTorch's own fusion for ``fuse_conv_bn``, the statistics of the full batch for
+``merge_batch_stats`` (every probe builds its per-shard statistics from real
+shards of data) and, for ``freeze_batchnorm``, which PyTorch lacks, a frozen
+model that keeps every BatchNorm layer a BatchNorm layer. The inputs are drawn
+per student.
 
 The probes are chosen so that the usual mistakes change their outputs:
 
@@ -34,12 +28,12 @@ Every probe runs in float64 except the float32 merge probe.
 from __future__ import annotations
 
 import copy
-import functools
 from typing import Any
 
 import numpy as np
 
-from autograder.checks.core import Assignment, Mistake, Namespace, Outputs, Probe, ProbeError, as_array
+from autograder.checks.core import (Assignment, Namespace, Outputs, Probe, ProbeError, as_array,
+                                   student_generator, student_seed)
 
 # ---------------------------------------------------------------------------
 # fuse_conv_bn
@@ -51,11 +45,11 @@ def _conv_and_bn(seed: int, conv_options: dict[str, Any], bn_options: dict[str, 
 
     bn_options = dict(bn_options)
     spread = bn_options.pop("_spread", 1.0)  # scale of the running variances
-    torch.manual_seed(seed)
+    torch.manual_seed(student_seed(seed))
     conv = torch.nn.Conv2d(**conv_options).double().eval()
     channels = conv_options["out_channels"]
     bn = torch.nn.BatchNorm2d(channels, **bn_options).double().eval()
-    generator = torch.Generator().manual_seed(seed + 1)
+    generator = student_generator(seed + 1)
     with torch.no_grad():
         bn.running_mean.copy_(2.0 * torch.randn(channels, generator=generator, dtype=torch.float64))
         bn.running_var.copy_(spread * (0.2 + 2.0 * torch.rand(channels, generator=generator,
@@ -92,7 +86,7 @@ def _fuse_probe(seed: int, conv_options: dict[str, Any], bn_options: dict[str, A
         fused = ns["fuse_conv_bn"](conv, bn)
         if not isinstance(fused, torch.nn.Conv2d):
             raise ProbeError(f"fuse_conv_bn returned a {type(fused).__name__}, not a torch.nn.Conv2d")
-        x = torch.randn(x_shape, generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float64)
+        x = torch.randn(x_shape, generator=student_generator(seed + 2), dtype=torch.float64)
         with torch.no_grad():
             out = fused(x)
         if fused.bias is None:
@@ -126,65 +120,6 @@ _FUSE_LABELS = {
 }
 
 
-def _fuse_with(scale_of, shift_of, keep_conv_bias: bool = True, scale_conv_bias: bool = True):
-    """fuse_conv_bn built from a (possibly wrong) per-channel scale and shift."""
-
-    def fuse(conv, bn):
-        import torch
-
-        fused = copy.deepcopy(conv)
-        with torch.no_grad():
-            scale = scale_of(bn)
-            shift = shift_of(bn, scale)
-            bias = conv.bias if (conv.bias is not None and keep_conv_bias) else torch.zeros_like(bn.running_mean)
-            fused.weight = torch.nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
-            fused.bias = torch.nn.Parameter((bias * scale if scale_conv_bias else bias) + shift)
-        return fused
-
-    return fuse
-
-
-def _gamma(bn):
-    import torch
-
-    return bn.weight if bn.weight is not None else torch.ones_like(bn.running_mean)
-
-
-def _beta(bn):
-    import torch
-
-    return bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
-
-
-def _right_scale(bn):
-    return _gamma(bn) / (bn.running_var + bn.eps).sqrt()
-
-
-def _right_shift(bn, scale):
-    return _beta(bn) - bn.running_mean * scale
-
-
-FUSE_NO_EPS = Mistake("eps left out: the scale is gamma / sqrt(running_var + eps)",
-                      {"fuse_conv_bn": _fuse_with(lambda bn: _gamma(bn) / bn.running_var.sqrt(), _right_shift)})
-FUSE_NO_SQRT = Mistake("the variance used without a square root: the scale is gamma / sqrt(running_var + eps)",
-                       {"fuse_conv_bn": _fuse_with(lambda bn: _gamma(bn) / (bn.running_var + bn.eps),
-                                                   _right_shift)})
-FUSE_DROPS_CONV_BIAS = Mistake(
-    "the convolution's own bias left out: the fused bias is scale * (conv.bias - running_mean) + beta",
-    {"fuse_conv_bn": _fuse_with(_right_scale, _right_shift, keep_conv_bias=False)})
-FUSE_UNSCALED_CONV_BIAS = Mistake(
-    "the convolution's bias added without scaling it: the fused bias is scale * (conv.bias - running_mean) + beta",
-    {"fuse_conv_bn": _fuse_with(_right_scale, _right_shift, scale_conv_bias=False)})
-FUSE_NO_MEAN = Mistake("the running mean left out of the fused bias",
-                       {"fuse_conv_bn": _fuse_with(_right_scale, lambda bn, scale: _beta(bn))})
-FUSE_NO_AFFINE = Mistake("BatchNorm's weight and bias (gamma and beta) left out",
-                         {"fuse_conv_bn": _fuse_with(lambda bn: 1 / (bn.running_var + bn.eps).sqrt(),
-                                                     lambda bn, scale: -bn.running_mean * scale)})
-
-_FUSE_MISTAKES = (FUSE_NO_EPS, FUSE_NO_SQRT, FUSE_DROPS_CONV_BIAS, FUSE_UNSCALED_CONV_BIAS, FUSE_NO_MEAN,
-                  FUSE_NO_AFFINE)
-
-
 def _conv(in_channels: int, out_channels: int, kernel_size: Any, **options: Any) -> dict[str, Any]:
     return dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size, **options)
 
@@ -197,7 +132,7 @@ def _shards(seed: int, counts: list[int], channels: int, offset: float, spread: 
     """Shards of different sizes and distributions, with their biased statistics."""
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = student_generator(seed)
     data = []
     for k, n in enumerate(counts):
         centre = offset + spread * torch.randn(channels, generator=generator, dtype=torch.float64)
@@ -228,75 +163,8 @@ def _merge_probe(seed: int, counts: list[int], channels: int, counts_dtype: str 
     return run
 
 
-def _reference_merge(means, variances, counts):
-    import torch
-
-    n = counts.to(torch.float64).reshape(-1, 1)
-    m, v = means.to(torch.float64), variances.to(torch.float64)
-    mean = (n * m).sum(0) / n.sum()
-    var = (n * (v + (m - mean) ** 2)).sum(0) / n.sum()
-    return mean.to(means.dtype), var.to(means.dtype)
-
-
-def _merge_equal_weights(means, variances, counts):
-    return means.mean(0), variances.mean(0)
-
-
-def _merge_average_variances(means, variances, counts):
-    n = counts.to(means.dtype).reshape(-1, 1)
-    return (n * means).sum(0) / n.sum(), (n * variances).sum(0) / n.sum()
-
-
-def _merge_equal_weight_means(means, variances, counts):
-    mean = means.mean(0)
-    n = counts.to(means.dtype).reshape(-1, 1)
-    return mean, (n * (variances + (means - mean) ** 2)).sum(0) / n.sum()
-
-
-def _merge_sum_of_squares(means, variances, counts):
-    n = counts.to(means.dtype).reshape(-1, 1)
-    mean = (n * means).sum(0) / n.sum()
-    return mean, (n * (variances + means ** 2)).sum(0) / n.sum() - mean ** 2
-
-
-def _merge_unbiased(means, variances, counts):
-    mean, var = _reference_merge(means, variances, counts)
-    total = counts.sum().to(var.dtype)
-    return mean, var * total / (total - 1)
-
-
-MERGE_EQUAL_WEIGHTS = Mistake(
-    "plain averages of the shard means and variances: weight each shard by its count, and add the spread of "
-    "the shard means around the overall mean", {"merge_batch_stats": _merge_equal_weights})
-MERGE_AVERAGE_VARIANCES = Mistake(
-    "the count-weighted average of the shard variances: that misses the between-shard term, "
-    "sum_k n_k (mean_k - mean)^2 / N", {"merge_batch_stats": _merge_average_variances})
-MERGE_EQUAL_WEIGHT_MEANS = Mistake(
-    "the shard means averaged with equal weights: shards of different sizes must be weighted by their counts",
-    {"merge_batch_stats": _merge_equal_weight_means})
-MERGE_SUM_OF_SQUARES = Mistake(
-    "E[x^2] - E[x]^2 in the inputs' precision: when the means are large compared to the spread this "
-    "subtraction cancels catastrophically in float32; use sum_k n_k (var_k + (mean_k - mean)^2) / N",
-    {"merge_batch_stats": _merge_sum_of_squares})
-MERGE_UNBIASED = Mistake("the unbiased variance of the whole batch: return the biased one (divide by N)",
-                         {"merge_batch_stats": _merge_unbiased})
-
-_MERGE_MISTAKES = (MERGE_EQUAL_WEIGHTS, MERGE_AVERAGE_VARIANCES, MERGE_EQUAL_WEIGHT_MEANS, MERGE_SUM_OF_SQUARES,
-                   MERGE_UNBIASED)
-
 _MERGE_LABELS = {"mean": "the merged mean", "var": "the merged variance",
                  "inputs_unchanged": "whether `means`, `variances` and `counts` are left unchanged"}
-
-
-def _self_check() -> None:
-    """The reference merge equals the statistics of the concatenated shards (run by the tests)."""
-    import torch
-
-    for counts, dtype in (([3, 8, 1, 20], "float64"), ([5, 5], "float64")):
-        data, means, variances = _shards(0, counts, 4, 0.0, 1.0, dtype)
-        mean, var = _reference_merge(means, variances, torch.tensor(counts))
-        full = torch.cat(data)
-        assert torch.allclose(mean, full.mean(0)) and torch.allclose(var, full.var(0, unbiased=False))
 
 
 # ---------------------------------------------------------------------------
@@ -317,7 +185,7 @@ def _make_net(seed: int, affine_last: bool = True):
         def forward(self, x):
             return torch.relu(self.bn(self.conv(x)))
 
-    torch.manual_seed(seed)
+    torch.manual_seed(student_seed(seed))
     model = nn.Sequential(
         Block(),
         nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4, affine=affine_last), nn.ReLU(),
@@ -325,7 +193,7 @@ def _make_net(seed: int, affine_last: bool = True):
         nn.Linear(4 * 3 * 3, 8, bias=False), nn.BatchNorm1d(8), nn.ReLU(),
         nn.Linear(8, 3),
     ).double()
-    generator = torch.Generator().manual_seed(seed + 1)
+    generator = student_generator(seed + 1)
     with torch.no_grad():
         for layer in model.modules():
             if isinstance(layer, nn.modules.batchnorm._BatchNorm):
@@ -343,7 +211,7 @@ def _data(seed: int, n: int):
     """Inputs shifted and scaled away from the running statistics, and labels."""
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = student_generator(seed)
     x = 2.0 + 3.0 * torch.randn(n, 1, 6, 6, generator=generator, dtype=torch.float64)
     y = torch.randint(0, 3, (n,), generator=generator)
     return x, y
@@ -490,144 +358,19 @@ _FREEZE_LABELS = {
 }
 
 
-def _reference_freeze(model):
-    from torch import nn
-
-    def stay_in_eval(layer, mode=True):
-        return nn.Module.train(layer, False)
-
-    for layer in model.modules():
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-            for parameter in layer.parameters(recurse=False):
-                parameter.requires_grad_(False)
-                parameter.grad = None
-            layer.train = functools.partial(stay_in_eval, layer)
-            layer.eval()
-    return model
-
-
-def _bn_modules(model, kinds=None):
-    from torch import nn
-
-    kinds = kinds or (nn.modules.batchnorm._BatchNorm,)
-    return [m for m in model.modules() if isinstance(m, kinds)]
-
-
-def _freeze_requires_grad_only(model):
-    for layer in _bn_modules(model):
-        layer.requires_grad_(False)
-    return model
-
-
-def _freeze_eval_only(model):
-    for layer in _bn_modules(model):
-        layer.eval()
-    return model
-
-
-def _freeze_momentum_zero(model):
-    for layer in _bn_modules(model):
-        layer.momentum = 0.0
-        layer.requires_grad_(False)
-    return model
-
-
-def _freeze_keeps_stale_gradients(model):
-    from torch import nn
-
-    def stay_in_eval(layer, mode=True):
-        return nn.Module.train(layer, False)
-
-    for layer in _bn_modules(model):
-        layer.requires_grad_(False)
-        layer.train = functools.partial(stay_in_eval, layer)
-        layer.eval()
-    return model
-
-
-def _freeze_no_requires_grad(model):
-    from torch import nn
-
-    def stay_in_eval(layer, mode=True):
-        return nn.Module.train(layer, False)
-
-    for layer in _bn_modules(model):
-        layer.train = functools.partial(stay_in_eval, layer)
-        layer.eval()
-    return model
-
-
-def _freeze_only_2d(model):
-    from torch import nn
-
-    def stay_in_eval(layer, mode=True):
-        return nn.Module.train(layer, False)
-
-    for layer in _bn_modules(model, (nn.BatchNorm2d,)):
-        for parameter in layer.parameters():
-            parameter.requires_grad_(False)
-            parameter.grad = None
-        layer.train = functools.partial(stay_in_eval, layer)
-        layer.eval()
-    return model
-
-
-FREEZE_REQUIRES_GRAD_ONLY = Mistake(
-    "requires_grad=False (and perhaps eval() once): that stops the weight updates, but the next model.train() "
-    "puts the layers back in training mode, where they overwrite their running statistics in every forward "
-    "pass",
-    {"freeze_batchnorm": _freeze_requires_grad_only})
-FREEZE_EVAL_ONLY = Mistake(
-    "eval() on the BatchNorm layers, once: the next model.train() puts them back in training mode",
-    {"freeze_batchnorm": _freeze_eval_only})
-FREEZE_MOMENTUM_ZERO = Mistake(
-    "running statistics that no longer update (momentum=0 or track_running_stats=False): in training mode "
-    "the layers still normalize with the batch statistics instead of the running ones",
-    {"freeze_batchnorm": _freeze_momentum_zero})
-FREEZE_STALE_GRADIENTS = Mistake(
-    "gradients left on the frozen parameters: an optimizer still applies weight decay and momentum to a "
-    "parameter whose .grad is a tensor of zeros; set .grad to None", {"freeze_batchnorm": _freeze_keeps_stale_gradients})
-FREEZE_NO_REQUIRES_GRAD = Mistake(
-    "BatchNorm's weight and bias still trainable: switch off their gradients with requires_grad_(False)",
-    {"freeze_batchnorm": _freeze_no_requires_grad})
-FREEZE_ONLY_2D = Mistake(
-    "only torch.nn.BatchNorm2d layers frozen: BatchNorm1d (and 3d) layers are BatchNorm layers too; test "
-    "isinstance(module, torch.nn.modules.batchnorm._BatchNorm)", {"freeze_batchnorm": _freeze_only_2d})
-
-_FREEZE_MISTAKES = (FREEZE_REQUIRES_GRAD_ONLY, FREEZE_EVAL_ONLY, FREEZE_MOMENTUM_ZERO, FREEZE_STALE_GRADIENTS, FREEZE_NO_REQUIRES_GRAD, FREEZE_ONLY_2D)
-
 # ---------------------------------------------------------------------------
-# The reference
+# Known mistakes each probe may name (defined in references/pitfalls.py)
 
-
-def reference() -> Namespace:
-    import torch
-
-    def fuse_conv_bn(conv, bn):
-        return torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
-
-    return {"fuse_conv_bn": fuse_conv_bn, "merge_batch_stats": _reference_merge,
-            "freeze_batchnorm": _reference_freeze}
-
-
-# ---------------------------------------------------------------------------
-
-_FORBIDDEN_FUSION = (
-    "torch.nn.utils.fusion",
-    "torch.nn.utils.fusion.fuse_conv_bn_eval",
-    "torch.nn.utils.fusion.fuse_conv_bn_weights",
-    "torch.nn.utils.fuse_conv_bn_eval",
-    "torch.nn.utils.fuse_conv_bn_weights",
-    "torch.ao.quantization.fuse_modules",
-    "torch.ao.quantization.fuse_conv_bn",
-    "torch.ao.quantization.fuser_method_mappings.fuse_conv_bn",
-    "torch.quantization.fuse_modules",
-    "torch.fx.experimental.optimization.fuse",
-)
+_FUSE_MISTAKES = ("FUSE_NO_EPS", "FUSE_NO_SQRT", "FUSE_DROPS_CONV_BIAS", "FUSE_UNSCALED_CONV_BIAS", "FUSE_NO_MEAN",
+                  "FUSE_NO_AFFINE")
+_MERGE_MISTAKES = ("MERGE_EQUAL_WEIGHTS", "MERGE_AVERAGE_VARIANCES", "MERGE_EQUAL_WEIGHT_MEANS",
+                   "MERGE_SUM_OF_SQUARES", "MERGE_UNBIASED")
+_FREEZE_MISTAKES = ("FREEZE_REQUIRES_GRAD_ONLY", "FREEZE_EVAL_ONLY", "FREEZE_MOMENTUM_ZERO", "FREEZE_STALE_GRADIENTS",
+                    "FREEZE_NO_REQUIRES_GRAD", "FREEZE_ONLY_2D")
 
 ASSIGNMENT = Assignment(
     name="pitfalls",
-    reference=reference,
+    kind="torch",
     tests={
         "test_fuse_conv_bn": (
             Probe("a 3x3 convolution with bias and padding 1", ("fuse_conv_bn",),
@@ -682,9 +425,15 @@ ASSIGNMENT = Assignment(
                            _checkpoint_probe(33), mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS),
         ),
     },
-    forbidden={
-        "fuse_conv_bn": _FORBIDDEN_FUSION,
-        "merge_batch_stats": ("torch.batch_norm_gather_stats_with_counts", "torch.batch_norm_gather_stats",
-                              "torch.nn.SyncBatchNorm"),
-    },
+    # torch's fusion of a convolution with a BatchNorm (torch.nn.utils.fusion, the
+    # quantization fusers, torch.fx's fuse) and its merging of per-device batch
+    # statistics (what SyncBatchNorm uses). fuse_conv_bn is also the graded
+    # name itself (torch.ao.quantization.fuse_conv_bn).
+    library=("fusion", "fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_modules", "fuse_conv_bn",
+             "fuser_method_mappings", "fuse", "batch_norm_gather_stats_with_counts", "batch_norm_gather_stats"),
+    # freeze_batchnorm must find every BatchNorm layer of a model: it may name
+    # their classes in isinstance, nowhere else (which also keeps SyncBatchNorm,
+    # whose forward merges per-device statistics, out of merge_batch_stats). Not
+    # also in `library`, which would deny them inside isinstance too.
+    type_checks=("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "_BatchNorm", "_NormBase"),
 )

@@ -18,3 +18,6 @@ class WrongImplementation:
     name: str  # what the mistake is, as a test id
     target: str  # the grade id of the answer cell it replaces (the graded name)
     source: str
+    #: Test cells of other graded names this mistake may also cost, each with the reason it cannot be
+    #: helped (the other function cannot even be called without this one's output).
+    couples: tuple[tuple[str, str], ...] = ()

@@ -61,7 +61,8 @@ out = gamma * x_hat + beta
 def batchnorm_forward(x, gamma, beta, eps=1e-5):
     x_hat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps)
     return gamma * x_hat + beta
-'''),
+''',
+      couples=(("test_batchnorm_backward", "the backward gets no cache to work from"),)),
     W("no-gradient-through-statistics", "batchnorm_backward", _backward("""
 dbeta = dout.sum(axis=0)
 dgamma = (dout * x_hat).sum(axis=0)
@@ -89,13 +90,15 @@ def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
     n, c, h, w = x.shape
     out, cache = batchnorm_forward(x.reshape(-1, c), gamma, beta, eps)
     return out.reshape(n, c, h, w), cache
-'''),
+''',
+      couples=(("test_spatial_batchnorm_backward", "its cache holds channels mixed up, which a right backward reads"),)),
     W("spatial-per-pixel-statistics", "spatial_batchnorm_forward", '''
 def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
     n, c, h, w = x.shape
     out, cache = batchnorm_forward(x.reshape(n, -1), np.repeat(gamma, h * w), np.repeat(beta, h * w), eps)
     return out.reshape(n, c, h, w), cache
-'''),
+''',
+      couples=(("test_spatial_batchnorm_backward", "its cache holds per-pixel statistics, which a right backward reads"),)),
     W("spatial-wrong-axes-back", "spatial_batchnorm_forward", '''
 def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
     n, c, h, w = x.shape
@@ -118,5 +121,6 @@ def batchnorm_backward(dout, cache):
     out = torch.nn.functional.batch_norm(x, None, None, g, b, training=True)
     dx, dgamma, dbeta = torch.autograd.grad(out, (x, g, b), torch.tensor(dout))
     return dx.numpy() * inv_std * np.sqrt(x_hat.var(axis=0) + 1e-5), dgamma.numpy(), dbeta.numpy()
-'''),
+''',
+      couples=(("test_spatial_batchnorm_backward", "the spatial backward calls it, and a function built on a library call earns no credit"),)),
 ]
