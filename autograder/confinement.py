@@ -115,6 +115,10 @@ def _build_root(jail: Jail) -> str:
     """A new root (tmpfs) with the system, Python, ``/proc``, a few devices and the working folder."""
     root = jail.root
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")
+    # Fresh temp folders first: an interpreter that lives under /tmp is bound inside them, not hidden by them.
+    for tmp in ("/tmp", "/dev/shm"):
+        os.makedirs(root + tmp, exist_ok=True)
+        _mount("tmpfs", root + tmp, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=16m")
     for path in SYSTEM_PATHS:
         if os.path.isdir(path) and not os.path.islink(path):
             _bind(path, root)
@@ -132,9 +136,6 @@ def _build_root(jail: Jail) -> str:
         _bind(f"/dev/{device}", root, writable=True)
     os.makedirs(root + "/proc", exist_ok=True)
     _mount("/proc", root + "/proc", None, MS_BIND | MS_REC)
-    for tmp in ("/tmp", "/dev/shm"):
-        os.makedirs(root + tmp, exist_ok=True)
-        _mount("tmpfs", root + tmp, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=16m")
     os.makedirs(root + jail.workdir, exist_ok=True)
     _mount("tmpfs", root + jail.workdir, "tmpfs", MS_NOSUID | MS_NODEV,
            f"mode=0700,size={jail.workdir_bytes},uid={jail.uid},gid={jail.uid}")

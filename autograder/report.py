@@ -21,38 +21,47 @@ from pathlib import Path
 from typing import Any
 
 
-def _points(course: Any) -> dict[str, float]:
-    """Points of every test cell, in notebook order, from the source notebooks."""
+#: What a cell graded by hand shows until an instructor has graded it: never a zero.
+BY_HAND = "to grade by hand"
+
+
+def _points(course: Any) -> tuple[dict[str, float], set[str]]:
+    """Points of every graded cell, in notebook order, and which of them are graded by hand."""
     import json
 
     points: dict[str, float] = {}
+    manual: set[str] = set()
     for name in course.notebooks:
         data = json.loads((course.root / "solutions" / course.assignment / f"{name}.ipynb").read_text("utf-8"))
         for cell in data["cells"]:
             meta = cell.get("metadata", {}).get("nbgrader", {})
-            if meta.get("grade") and not meta.get("solution"):
+            if meta.get("grade"):
                 points[meta["grade_id"]] = float(meta.get("points", 0))
-    return points
+                if meta.get("solution"):  # an answer cell that is graded: written answers, graded by a person
+                    manual.add(meta["grade_id"])
+    return points, manual
 
 
-def _gradebook_scores(course: Any, students: list[str]) -> dict[str, dict[str, float]]:
+def _gradebook_scores(course: Any, students: list[str]) -> dict[str, dict[str, float | None]]:
+    """Each student's score per graded cell; ``None`` for a cell that still waits for a person."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    scores: dict[str, dict[str, float]] = {}
+    scores: dict[str, dict[str, float | None]] = {}
     with Gradebook(course.db_url, course.course_id) as gb:
         for student in students:
             try:
                 submission = gb.find_submission(course.assignment, student)
             except MissingEntry:
                 continue
-            scores[student] = {grade.name: float(grade.score or 0.0)
+            scores[student] = {grade.name: (None if grade.needs_manual_grade and grade.manual_score is None
+                                            else float(grade.score or 0.0))
                                for notebook in submission.notebooks for grade in notebook.grades}
     return scores
 
 
 def write_outputs(course: Any, state: dict[str, Any], students: list[str], notes: list[str],
                   noted_entries: list[Any]) -> dict[str, Path]:
-    points = _points(course)
+    points, manual = _points(course)
     known = state.get("students", {})
     # Exactly the class being graded: students of earlier runs who are not in these submissions
     # stay in the gradebook and the saved state, not in this class's table.
@@ -67,17 +76,23 @@ def write_outputs(course: Any, state: dict[str, Any], students: list[str], notes
         reasons = list(record.get("reasons", []))
         if student not in known:
             reasons.append("not graded")
-        per_question = {q: round(row_scores.get(q, 0.0), 3) for q in points}
+        per_question: dict[str, float | str] = {}
+        for question in points:
+            value = row_scores.get(question, 0.0 if question not in manual else None)
+            per_question[question] = BY_HAND if value is None else round(value, 3)
+        pending = sum(value == BY_HAND for value in per_question.values())
         rows.append({"student_id": student, **per_question,
-                     "total": round(sum(per_question.values()), 3), "max_score": sum(points.values()),
+                     "total": round(sum(v for v in per_question.values() if isinstance(v, float)), 3),
+                     "max_score": sum(points.values()), "to_grade_by_hand": pending,
                      "status": status, "reasons": " | ".join(reasons)})
     grades = course.out / "grades.csv"
     with open(grades, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, ["student_id", *points, "total", "max_score", "status", "reasons"])
+        writer = csv.DictWriter(handle, ["student_id", *points, "total", "max_score", "to_grade_by_hand", "status",
+                                         "reasons"])
         writer.writeheader()
         writer.writerows(rows)
     report = course.out / "report.html"
-    report.write_text(_html(course, points, rows, known, notes), encoding="utf-8")
+    report.write_text(_html(course, points, manual, rows, known, notes), encoding="utf-8")
     return {"grades": grades, "report": report}
 
 
@@ -103,7 +118,8 @@ def _histogram(values: list[float], maximum: float, title: str) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _html(course: Any, points: dict[str, float], rows: list[dict], known: dict[str, Any], notes: list[str]) -> str:
+def _html(course: Any, points: dict[str, float], manual: set[str], rows: list[dict], known: dict[str, Any],
+          notes: list[str]) -> str:
     esc = html.escape
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Grades: {esc(course.assignment)}</title>",
              "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
@@ -122,7 +138,13 @@ def _html(course: Any, points: dict[str, float], rows: list[dict], known: dict[s
         parts.append("<h2>About the submissions</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
     parts += _mistakes_table(known)
     for question, worth in points.items():
-        values = [row[question] for row in rows]
+        waiting = sum(row[question] == BY_HAND for row in rows)
+        if question in manual and waiting:
+            parts.append(f"<h2>{esc(question)} ({worth:g} points, graded by hand)</h2>")
+            parts.append(f"<p>{waiting} of {len(rows)} answers wait for a grader (formgrader, or "
+                         "<code>nbgrader formgrader</code>); they count as not yet graded, not as zero.</p>")
+            continue
+        values = [row[question] if isinstance(row[question], float) else 0.0 for row in rows]
         failures: Counter[str] = Counter()
         for record in known.values():
             # "probe: what went wrong": count students per kind of failure, whatever the probe.

@@ -232,24 +232,36 @@ def run(job: Mapping[str, Any], events: Events) -> None:
     schedule = [int(p) for p in job["positions"]]
     next_probe = 0
 
-    def probes_up_to(cells_done: int) -> None:
+    def run_probe(number: int) -> None:
+        grade_id, index = probes[number]
+        probe = assignment.probe(grade_id, int(index))
+        missing = [name for name in probe.targets if name not in namespace]
+        if missing:
+            body = {"ok": False, "error": f"{', '.join(missing)} is not defined (did its cell run?)"}
+            events.write(event="probe", number=number, **body)
+            events.write(event="given", number=number, **body)
+            return
+        events.write(event="probe", number=number, **_call(probe.run, namespace, salt, seconds, output))
+        if probe.given is None:
+            events.write(event="given", number=number, ok=False, error="no given-run")
+        else:
+            events.write(event="given", number=number, **_call(probe.given, namespace, salt, seconds, output))
+
+    def probes_up_to(cells_done: float) -> None:
+        """Run the probes due here in a forked child: whatever they leave behind (the hidden inputs
+        kept in a global, a crash, a hog) dies with it, and the cells after them never see it."""
         nonlocal next_probe
+        due = []
         while next_probe < len(probes) and schedule[next_probe] <= cells_done:
-            grade_id, index = probes[next_probe]
-            probe = assignment.probe(grade_id, int(index))
-            missing = [name for name in probe.targets if name not in namespace]
-            if missing:
-                body = {"ok": False, "error": f"{', '.join(missing)} is not defined (did its cell run?)"}
-                events.write(event="probe", number=next_probe, **body)
-                events.write(event="given", number=next_probe, **body)
-            else:
-                events.write(event="probe", number=next_probe, **_call(probe.run, namespace, salt, seconds, output))
-                if probe.given is None:
-                    events.write(event="given", number=next_probe, ok=False, error="no given-run")
-                else:
-                    events.write(event="given", number=next_probe,
-                                 **_call(probe.given, namespace, salt, seconds, output))
+            due.append(next_probe)
             next_probe += 1
+        if not due:
+            return
+        done = run_isolated(due, run_probe)
+        for number in due[done:]:
+            body = {"ok": False, "error": "the notebook's process crashed or ran out of memory during this check"}
+            events.write(event="probe", number=number, **body)
+            events.write(event="given", number=number, **body)
 
     probes_up_to(0)
     for index, source in enumerate(job["cells"]):
@@ -267,6 +279,27 @@ def run(job: Mapping[str, Any], events: Events) -> None:
         probes_up_to(index + 1)
     probes_up_to(math.inf)  # type: ignore[arg-type]
     events.write(event="finished")
+
+
+def run_isolated(numbers: list[int], run_one: Callable[[int], None]) -> int:
+    """Run ``run_one`` for each number in a forked child; return how many the child finished."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            for number in numbers:
+                run_one(number)
+                os.write(write_end, b".")
+        finally:
+            leave(0)
+    os.close(write_end)
+    finished = 0
+    while chunk := os.read(read_end, 1024):
+        finished += len(chunk)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return finished
 
 
 def leave(code: int) -> None:

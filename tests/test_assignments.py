@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 
-import nbformat
 import pytest
 from nbclient import NotebookClient
 
@@ -144,3 +143,45 @@ def test_every_notebook_states_the_rules_the_grader_enforces(assignment):
         cells = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == RULES_ID]
         assert len(cells) == 1 and cells[0].source == rules_markdown(load_assignment(assignment))
         assert cells[0].metadata["nbgrader"]["locked"]
+
+
+def _expected_release(cell) -> str:
+    """The source cell as a student must receive it, written independently of nbgrader's code."""
+    meta = _nbgrader(cell)
+    lines, kept, inside = cell.source.split("\n"), [], False
+    if meta.get("solution"):
+        stub = ["# YOUR CODE HERE", "raise NotImplementedError()"] if cell.cell_type == "code" \
+            else ["YOUR ANSWER HERE"]
+        if not any("### BEGIN SOLUTION" in line for line in lines):
+            return "\n".join(stub)
+        for line in lines:
+            if "### BEGIN SOLUTION" in line:
+                inside = True
+                indent = line[: len(line) - len(line.lstrip())]
+                kept += [indent + stub_line for stub_line in stub]
+            elif "### END SOLUTION" in line:
+                inside = False
+            elif not inside:
+                kept.append(line)
+        return "\n".join(kept)
+    if meta.get("grade"):
+        for line in lines:
+            if "### BEGIN HIDDEN TESTS" in line:
+                inside = True
+            elif "### END HIDDEN TESTS" in line:
+                inside = False
+            elif not inside:
+                kept.append(line)
+        return "\n".join(kept)
+    return cell.source
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_released_cell_is_its_source_cell_with_the_marked_parts_replaced(assignment):
+    """Only what sits between the markers changes on release: a solution line written outside
+    `### BEGIN SOLUTION` / `### END SOLUTION` would reach every student, and fails here."""
+    source, released = source_notebook(assignment), released_notebook(assignment)
+    assert len(source.cells) == len(released.cells)
+    for number, (original, release) in enumerate(zip(source.cells, released.cells), start=1):
+        assert release.cell_type == original.cell_type, number
+        assert release.source == _expected_release(original), f"cell {number} ({_nbgrader(original).get('grade_id')})"

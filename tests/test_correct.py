@@ -30,13 +30,18 @@ def _notebook(assignment: str, entry):
     module = importlib.import_module(f"tests.correct.{assignment}")
     by_key = {(e.target, e.name): e for e in module.RIGHT}
     notebook = with_answer(source_notebook(assignment), entry.target, entry.source)
-    # A forward and a backward pass share a private cache: each is graded with the one written with it.
+    # A forward pass and the backward passes that read its private cache are graded together: the
+    # entry, its forward (for a backward entry), and for every other backward target the first entry
+    # written with that forward.
     pairs = getattr(module, "PAIRED_FORWARD", {})
-    partners = [pairs.get((entry.target, entry.name))]
-    partners += [backward for backward, forward in pairs.items() if forward == (entry.target, entry.name)]
-    for partner in partners[:2]:
-        if partner is not None:
-            notebook = with_answer(notebook, partner[0], by_key[partner].source)
+    forward = pairs.get((entry.target, entry.name), (entry.target, entry.name))
+    chosen = {entry.target: entry.name, forward[0]: forward[1]}
+    for backward, written_with in pairs.items():
+        if written_with == forward:
+            chosen.setdefault(backward[0], backward[1])
+    for target, name in chosen.items():
+        if (target, name) != (entry.target, entry.name):
+            notebook = with_answer(notebook, target, by_key[(target, name)].source)
     return notebook
 
 

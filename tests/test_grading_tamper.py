@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.sitekit import remote_resources
 from tests.fake_class import as_folder, as_nbgrader, notebook, shared_result, solutions
 from tests.test_grading_cli import copy_course
 
@@ -189,6 +190,18 @@ except OSError as error:
 """
 
 
+#: A right forward pass that keeps what it is called with, and a later cell that prints what it kept.
+PEEK_FORWARD = """def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    PEEKED.append(x.copy())
+    mean = x.mean(axis=0)
+    var = x.var(axis=0)
+    x_hat = (x - mean) / np.sqrt(var + eps)
+    return gamma * x_hat + beta, (x_hat, 1.0 / np.sqrt(var + eps), gamma)"""
+PEEK_PRINT = "print('PEEK' + str(len(PEEKED)), [p.tolist() for p in PEEKED])"
+LONG_ERROR = """def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    raise ValueError("LONG" + "x" * 5000 + repr(x.tolist()))"""
+
+
 def _to_kind(kind: str):
     def edit(nb: dict) -> None:
         for cell in nb["cells"]:
@@ -249,6 +262,11 @@ CASES = {
     "read_course_files": (_nb(before_first_test=[READ_COURSE_FILES]), 0.0),
     "environment_and_network": (_nb(before_first_test=[ENVIRONMENT_AND_NETWORK]), 0.0),
     "symlinked_data_file": (_nb(before_first_test=["print(open('data.txt').read()[:20000])"]), 0.0),
+    # Keeping the hidden inputs for a later cell to print: the checks run in a child process of their own.
+    "peek_inputs": (notebook({"batchnorm_forward": PEEK_FORWARD},
+                             after={"batchnorm_forward": ["PEEKED = []"],
+                                    "test_spatial_batchnorm_backward": [PEEK_PRINT]}), 12.0),
+    "long_error_text": (notebook({**ZEROS, "batchnorm_forward": LONG_ERROR}), 0.0),
 }
 
 #: A value in the grader's environment that no submission may see.
@@ -390,7 +408,7 @@ def test_plain_nbgrader_feedback_hides_hidden_tests_and_loads_nothing(plain_nbgr
     for file in files:
         text = file.read_text(encoding="utf-8")
         assert not [line for line in hidden if line in text], file
-        assert "<script src=\"http" not in text and "<script src='http" not in text, file
+        assert not remote_resources(file), (file, remote_resources(file))
     honest = (course / "feedback" / "honest" / "bn_math" / "bn_math.html").read_text(encoding="utf-8")
     assert "Hidden tests: 5 of 5 checks passed." in honest
     # The notebook's formulas are drawn as MathML, with no script: none is left as TeX.
@@ -418,6 +436,44 @@ def test_nothing_leaves_through_feedback_or_network(plain_nbgrader, project_comm
         text = page.read_text(encoding="utf-8")
         leaked = [line for line in secrets if line in text]
         assert not leaked, f"{page.parent.parent.name}: {leaked[:3]}"
+
+
+def _hidden_inputs(student: str) -> list[str]:
+    """The first values of every array the hidden checks pass to this student's functions, as printed."""
+    import numpy as np
+
+    from autograder.checks.core import salted
+    from autograder.secret import student_salt
+    from autograder.spec import load_spec
+
+    spec = load_spec("bn_math")
+    reference = spec.reference()
+    seen: list[np.ndarray] = []
+
+    def recording(function):
+        def record(*args, **kwargs):
+            seen.extend(a for a in args if isinstance(a, np.ndarray) and a.size > 1)
+            return function(*args, **kwargs)
+        return record
+
+    namespace = {name: recording(function) for name, function in reference.items()}
+    with salted(student_salt((CANARY + "-secret").encode(), student, "bn_math")):
+        for probes in spec.tests.values():
+            for probe in probes:
+                probe.run(namespace)
+    return sorted({repr(float(array.flat[0]))[:12] for array in seen})
+
+
+@pytest.mark.parametrize("grader", ["plain", "project"])
+def test_feedback_carries_no_hidden_input_and_only_a_short_error(plain_nbgrader, project_command, grader):
+    course = plain_nbgrader[1] if grader == "plain" else Path(project_command["course"])
+    feedback = course / "feedback"
+    peek = (feedback / "peek_inputs" / "bn_math" / "bn_math.html").read_text(encoding="utf-8")
+    assert "PEEK" in peek
+    hidden = _hidden_inputs("peek_inputs")
+    assert len(hidden) > 5 and not [value for value in hidden if value in peek]
+    long_error = (feedback / "long_error_text" / "bn_math" / "bn_math.html").read_text(encoding="utf-8")
+    assert "LONG" in long_error and "x" * 200 not in long_error
 
 
 def test_the_catalogue_of_tricks_is_complete():

@@ -177,3 +177,36 @@ def test_two_moodle_students_of_the_same_name_stay_two_students(tmp_path):
     entries, _ = collect(tmp_path / "subs", "bn_math", ["bn_math"])
     assert sorted(e.student for e in entries) == ["Jane_Doe_111", "Jane_Doe_222", "Li_Lei"]
     assert all(e.notebooks for e in entries)
+
+
+def _memory_holds(pid: int, needle: bytes) -> bool:
+    """Whether the readable memory of process ``pid`` holds ``needle`` (root reads any process)."""
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as memory:
+        for line in maps:
+            bounds, permissions = line.split()[:2]
+            if not permissions.startswith("r"):
+                continue
+            start, end = (int(value, 16) for value in bounds.split("-"))
+            try:
+                memory.seek(start)
+                if needle in memory.read(end - start):
+                    return True
+            except (OSError, OverflowError, ValueError):
+                continue
+    return False
+
+
+def test_the_zygote_never_holds_a_submission():
+    """Workers fork from a process that read no student's code: a later worker inherits nothing of an earlier one."""
+    if os.geteuid() != 0:
+        pytest.skip("reading another process's memory needs root")
+    from autograder.sandbox import Sandbox
+    from autograder.spec import load_spec
+
+    marker = "student-secret-" + os.urandom(8).hex()
+    with Sandbox() as sandbox:
+        job = Job("bn_math", load_spec("bn_math").checks_source, [f"note = {marker!r}\nprint(len(note))"], [], [],
+                  salt=0)
+        run = sandbox.run(job, Limits(cell_seconds=10, notebook_seconds=30))
+        assert run.cells[0].output.strip() == str(len(marker))
+        assert not _memory_holds(sandbox._process.pid, marker.encode())

@@ -1,7 +1,7 @@
 """The PyTorch behaviour that the "Pitfalls in practice" chapter and its hidden tests rely on.
 
 If a PyTorch upgrade changes one of these, the chapter's prose or the
-assignment's reference (autograder/checks/pitfalls.py) must change with it.
+assignment's reference (autograder/references/pitfalls.py) must change with it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from autograder.checks import pitfalls
+from autograder.references import pitfalls as references
 
 
 def test_requires_grad_false_does_not_stop_running_statistics():
@@ -93,14 +93,14 @@ def test_torch_fusion_requires_eval_mode_and_supports_what_the_probes_use():
 
 
 def test_reference_merge_is_the_full_batch_statistics():
-    pitfalls._self_check()
+    references._self_check()
 
 
 def test_reference_freeze_survives_train_deepcopy_and_state_dict():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
     keys = list(model.state_dict())
-    frozen = pitfalls._reference_freeze(model)
+    frozen = references._reference_freeze(model)
     assert frozen is model and list(model.state_dict()) == keys
     for candidate in (model, copy.deepcopy(model)):
         candidate.train()
@@ -110,3 +110,93 @@ def test_reference_freeze_survives_train_deepcopy_and_state_dict():
         assert torch.equal(candidate[1].running_mean, stats)
     copy.deepcopy(model).train()
     assert not model[1].training
+
+
+# --------------------------------------------------------------------------
+# Distributed training: what the chapter's section on DDP and SyncBatchNorm states
+
+
+def _ddp_worker(rank, world_size, store, queue, shards, momentum):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.BatchNorm1d(3, momentum=momentum), nn.Linear(3, 2))
+        ddp = nn.parallel.DistributedDataParallel(model)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+        for batch in shards[rank]:
+            loss = ddp(batch).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sync = nn.SyncBatchNorm.convert_sync_batchnorm(nn.Sequential(nn.BatchNorm1d(3))).train()
+        try:
+            sync(torch.randn(4, 3))
+            refused = ""
+        except ValueError as err:
+            refused = str(err)
+        queue.put((rank, model[0].running_mean.tolist(), refused))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_keeps_the_running_statistics_of_rank_zero_and_syncbn_refuses_cpu_tensors():
+    """With the default broadcast_buffers, rank 0's buffers overwrite the others before every
+    forward pass: the surviving running mean averages rank 0's shards only. SyncBatchNorm in a
+    process group does not synchronize CPU tensors, it raises."""
+    import os
+    import tempfile
+    import time
+
+    import torch.multiprocessing as mp
+
+    momentum = 0.1
+    gen = torch.Generator().manual_seed(0)
+    shards = [[torch.randn(8, 3, generator=gen) + 10.0 * rank for _ in range(5)] for rank in range(2)]
+    store = os.path.join(tempfile.mkdtemp(), "store")
+    # spawn, not fork: this process may already run threads (OpenMP, pytest-xdist)
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    processes = mp.start_processes(_ddp_worker, args=(2, store, queue, shards, momentum), nprocs=2,
+                                   start_method="spawn", join=False)
+    deadline = time.monotonic() + 120
+    try:
+        while not processes.join(timeout=5):      # raises with the traceback of a failed worker
+            if time.monotonic() > deadline:
+                pytest.fail("the DDP workers did not finish within 120 s")
+        results = {rank: (torch.tensor(mean), refused)
+                   for rank, mean, refused in (queue.get(timeout=10) for _ in range(2))}
+    finally:
+        for process in processes.processes:
+            if process.is_alive():
+                process.terminate()
+    expected = torch.zeros(3)
+    for batch in shards[0]:
+        expected = (1 - momentum) * expected + momentum * batch.mean(0)
+    assert torch.allclose(results[0][0], expected, atol=1e-6)
+    assert not torch.allclose(results[1][0], results[0][0], atol=1e-3)
+    for _, refused in results.values():
+        assert "SyncBatchNorm expected input tensor to be on GPU" in refused
+
+
+def test_convert_sync_batchnorm_works_without_a_process_group_and_keeps_the_state():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Linear(2, 2), nn.BatchNorm1d(4))
+    with torch.no_grad():
+        model[1].running_mean.fill_(0.3)
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
+    assert isinstance(converted[1], nn.SyncBatchNorm) and isinstance(converted[4], nn.SyncBatchNorm)
+    for (key, a), (_, b) in zip(model.state_dict().items(), converted.state_dict().items()):
+        assert torch.equal(a, b), key
+
+
+def test_ddp_buffer_broadcast_is_on_by_default():
+    import inspect
+
+    parameters = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    default = parameters["broadcast_buffers"].default
+    if "forward_sync_buffers" in parameters:      # PyTorch >= 2.13: None means True
+        assert default is None and parameters["forward_sync_buffers"].default in (None, True)
+    else:
+        assert default is True

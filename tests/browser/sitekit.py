@@ -287,3 +287,16 @@ def book_config(repo: Path | None = None) -> dict:
     """The parsed _config.yml of the sources the site was built from."""
     repo = repo or repo_dir()
     return yaml.safe_load((repo / "_config.yml").read_text(encoding="utf-8"))
+
+
+def remote_resources(path: Path) -> list[str]:
+    """Everything a page would fetch from another host when opened: scripts, stylesheets, images,
+    frames, fonts, CSS imports and ``url()``s, in any spelling; plain links (``<a href>``) are not fetched."""
+    page = parse_page(path)
+    found = [f"<{tag} {attr}={url}>" for tag, attr, url, _ in page.refs
+             if tag != "a" and classify(url) == "remote"]
+    styles = page.inline_styles + [block for block in re.findall(r"<style[^>]*>(.*?)</style>",
+                                                                   path.read_text(encoding="utf-8", errors="replace"),
+                                                                   flags=re.S | re.I)]
+    found += [f"css {url}" for style in styles for url in css_urls(style) if classify(url) == "remote"]
+    return found

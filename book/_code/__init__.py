@@ -1,1 +1,0 @@
-"""Helpers shared by the chapters (imported after adding book/ to sys.path)."""

@@ -1,0 +1,216 @@
+"""Break the course on purpose, one breakage at a time, and check that the tests notice.
+
+Each mutant is a small edit to one file of the grading core, the hidden
+checks, the notebooks, the site or the set-up, with the tests that should
+catch it. For each, the script copies the repository (without ``.venv``; the
+built site is linked, or copied when the mutant edits it) into a scratch
+folder, applies the edit, runs those tests there with this environment's
+Python and records whether they failed ("killed") or passed ("survived").
+
+    .venv/bin/python scripts/mutate.py            # all mutants
+    .venv/bin/python scripts/mutate.py -k policy   # those whose name contains "policy"
+
+It prints one line per mutant and the kill rate; it exits 1 below 90 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str  # relative to the repository root
+    old: str  # must occur in the file
+    new: str
+    tests: tuple[str, ...]  # pytest arguments that must fail once the edit is applied
+    then: tuple[str, ...] = ()  # a command to run in the copy after the edit (e.g. a release)
+
+
+TAMPER = "tests/test_grading_tamper.py"
+MUTANTS = [
+    # Hidden checks made weaker
+    Mutant("tolerance-loosened-1000x", "autograder/checks/core.py",
+           "if np.allclose(got64, want64, rtol=rtol, atol=atol, equal_nan=True):",
+           "if np.allclose(got64, want64, rtol=rtol * 1000, atol=atol * 1000, equal_nan=True):",
+           ("tests/test_probe_record.py", "tests/test_catalog.py", "-k", "near or record or loses")),
+    Mutant("probe-input-made-easier", "autograder/checks/bn_math.py",
+           "_forward_probe(11, 2, 5, 1e-5)", "_forward_probe(11, 64, 5, 1e-5)", ("tests/test_probe_record.py",)),
+    Mutant("probe-dropped", "autograder/checks/bn_math.py",
+           '            Probe("forward on a (3, 11) batch with eps=1e-3", _FORWARD,\n'
+           '                  _forward_probe(14, 3, 11, 1e-3), mistakes=_FORWARD_MISTAKES),\n', "",
+           ("tests/test_probe_record.py",)),
+    Mutant("default-tolerance-loosened", "autograder/checks/core.py",
+           "    rtol: float = 1e-6\n", "    rtol: float = 1e-3\n", ("tests/test_probe_record.py",)),
+    Mutant("two-mistakes-one-description", "autograder/references/bn_math.py",
+           'NO_EPS = _mistake("eps left out of the denominator"',
+           'NO_EPS = _mistake("eps added outside the square root: the denominator is sqrt(var + eps), not '
+           'sqrt(var) + eps"', ("tests/test_probe_record.py", "tests/test_catalog.py", "-k", "unique or named")),
+    Mutant("description-names-the-wrong-mistake", "autograder/references/bn_math.py",
+           '    "the unbiased variance (dividing by N - 1): batch norm normalizes with the biased one (dividing by N)",',
+           '    "gamma and beta swapped: the output is gamma * x_hat + beta",',
+           ("tests/test_catalog.py", "tests/test_verdicts.py", "-k", "named or diagnosed")),
+    # What students receive
+    Mutant("feedback-loads-mathjax-from-a-cdn", "autograder/templates/feedback_offline/mathjax.html.j2",
+           '{%- macro mathjax(url="") -%}',
+           '{%- macro mathjax(url="") -%}\n<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js">'
+           '</script>', ("tests/test_grading_cli.py", "-k", "feedback")),
+    Mutant("solution-line-outside-the-markers", "solutions/bn_math/bn_math.ipynb",
+           '"    mean = x.mean(axis=0)\\n",', '"    mean = x.mean(axis=0)\\n",\n    "### END SOLUTION\\n",\n'
+           '    "    mean = x.mean(axis=0)  # leaked\\n",\n    "### BEGIN SOLUTION\\n",',
+           ("tests/test_assignments.py", "-k", "released or sync or solution"),
+           then=("make", "release")),
+    Mutant("feedback-shows-math-as-tex", "autograder/nbgrader_plugins.py",
+           "[HideHiddenTests, MathToMathML, GetGrades, CSSHTMLHeaderPreprocessor]",
+           "[HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]", (TAMPER, "-k", "plain_nbgrader_feedback")),
+    Mutant("feedback-shows-hidden-tests", "autograder/nbgrader_plugins.py",
+           "[HideHiddenTests, MathToMathML, GetGrades, CSSHTMLHeaderPreprocessor]",
+           "[MathToMathML, GetGrades, CSSHTMLHeaderPreprocessor]", ("tests/test_grading_cli.py", "-k", "feedback")),
+    Mutant("rules-cell-out-of-date", "autograder/policy.py",
+           '"__future__", "math", ', '"__future__", "os", "math", ',
+           ("tests/test_assignments.py", "-k", "rules")),
+    # The trust boundary
+    Mutant("worker-keeps-the-network", "autograder/confinement.py",
+           "(0 if jail.network else CLONE_NEWNET)", "0", ("tests/test_grading_units.py", "-k", "isolation")),
+    Mutant("worker-sees-the-course", "autograder/confinement.py",
+           "        os.chroot(root)\n", "", ("tests/test_grading_units.py", "-k", "isolation")),
+    Mutant("memory-per-process-only", "autograder/confinement.py",
+           "        if os.geteuid() != 0:\n            return None\n        unified",
+           "        if True:\n            return None\n        unified",
+           ("tests/test_grading_units.py", "-k", "memory_limit")),
+    Mutant("zygote-reads-the-submissions", "autograder/zygote.py",
+           "                request = json.loads(line)\n",
+           "                request = json.loads(line)\n                request['code'] = open(request['job']).read()\n",
+           ("tests/test_grading_units.py", "-k", "zygote")),
+    Mutant("checks-share-the-notebooks-process", "autograder/worker.py",
+           "        done = run_isolated(due, run_probe)\n",
+           "        for number in due:\n            run_probe(number)\n        done = len(due)\n",
+           (TAMPER, "-k", "hidden_input")),
+    Mutant("long-errors-reach-the-feedback", "autograder/worker.py",
+           "ERROR_CHARS = 160", "ERROR_CHARS = 100_000", (TAMPER, "-k", "hidden_input")),
+    Mutant("events-accepted-in-any-order", "autograder/sandbox.py",
+           "            if position >= len(expected) or expected[position] != (kind, number):",
+           "            if False:", ("tests/test_grading_units.py", "-k", "forged")),
+    Mutant("arrays-decoded-without-a-size-check", "autograder/sandbox.py",
+           "        if size > MAX_ARRAY_BYTES or len(data) > 4 * (size // 3 + 2):",
+           "        if False:", ("tests/test_grading_units.py", "-k", "bomb")),
+    Mutant("test-cell-turned-markdown-keeps-its-kind", "autograder/pipeline.py",
+           "        if isinstance(grade_id, str) and grade_id in protected:",
+           "        if isinstance(grade_id, str) and grade_id in protected and "
+           "cell.get('cell_type') == protected[grade_id].get('cell_type'):",
+           (TAMPER, "-k", "project_command and (markdown or raw)")),
+    Mutant("links-in-submissions-followed", "autograder/nbgrader_plugins.py",
+           "    _copy_no_links()\n    c.CourseDirectory.root = root", "    c.CourseDirectory.root = root",
+           (TAMPER, "-k", "plain_nbgrader_feedback")),
+    Mutant("kernel-without-a-notebook-limit", "autograder/nbgrader_plugins.py",
+           "            deadline.start()\n", "", ("tests/test_kernel_limits.py",)),
+    # The source policy
+    Mutant("policy-allows-class-dunder", "autograder/policy.py",
+           'ALLOWED_DUNDERS = frozenset({"__init__", "__name__", "__doc__"})',
+           'ALLOWED_DUNDERS = frozenset({"__init__", "__name__", "__doc__", "__class__"})',
+           ("tests/test_policy.py",)),
+    Mutant("policy-allows-computed-getattr", "autograder/policy.py",
+           "                if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):",
+           "                if False:", ("tests/test_policy.py",)),
+    Mutant("policy-type-checks-anywhere", "autograder/policy.py",
+           'type_check_only = name in self.type_checks and not self._in_type_check and how != "imports"',
+           "type_check_only = False", ("tests/test_policy.py",)),
+    Mutant("policy-allows-import-anything", "autograder/policy.py",
+           "            if not _import_allowed(alias.name):", "            if False:", ("tests/test_policy.py",)),
+    # Fairness
+    Mutant("same-inputs-for-everyone", "autograder/checks/core.py",
+           'digest = hashlib.sha256(f"{_SALT.get()}:{int(seed)}".encode()).digest()',
+           'digest = hashlib.sha256(f"0:{int(seed)}".encode()).digest()',
+           ("tests/test_verdicts.py", "-k", "different")),
+    Mutant("no-second-chance-given-another-functions-mistake", "autograder/verdicts.py",
+           "                if self.passes_given(grade_id, index, salt, result.given, any(c in named for c in culprits)):",
+           "                if False:", ("tests/test_catalog.py", "-k", "one_mistake")),
+    # Intake and reports
+    Mutant("two-moodle-students-merged", "autograder/intake.py",
+           "sid = student_id(raw, with_number=raw in shared)", "sid = student_id(raw)",
+           ("tests/test_grading_units.py", "-k", "moodle")),
+    Mutant("nested-json-crashes-intake", "autograder/intake.py",
+           "    except RecursionError:\n        return \"the file is not a valid notebook (its JSON is nested too deeply)\"\n",
+           "", ("tests/test_grading_units.py", "-k", "nested")),
+    Mutant("grades-csv-keeps-earlier-classes", "autograder/report.py",
+           "    everyone = sorted(set(students))\n", "    everyone = sorted(set(students) | set(known))\n",
+           ("tests/test_grading_cli.py", "-k", "exactly")),
+    Mutant("written-answers-count-as-zero", "autograder/report.py",
+           "            per_question[question] = BY_HAND if value is None else round(value, 3)",
+           "            per_question[question] = 0.0 if value is None else round(value, 3)",
+           ("tests/test_grading_cli.py", "-k", "by_hand")),
+    # The site and the set-up
+    Mutant("figure-caption-removed", "book/bn_math.md", "  caption: |", "  title: |",
+           ("tests/test_bn_math_chapter.py",)),
+    Mutant("unresolved-cross-reference", "_build/html/book/bn_math.html",
+           '<a class="reference internal" href="train_eval.html#chapter-train-eval"><span class="std std-ref">',
+           '<span class="xref std std-ref">', ("tests/test_site_static.py", "-k", "cross_reference")),
+    Mutant("makefile-speed-fix-removed", "Makefile",
+           "\t$(BIN)/python -m pip uninstall --quiet --yes rfc3987-syntax\n", "",
+           ("tests/test_setup_variants.py", "-k", "make_book")),
+]
+
+
+def _copy(destination: Path, site: str) -> None:
+    """The repository without its environment; the site linked, or copied when ``site == "copy"``."""
+    ignore = shutil.ignore_patterns(".venv", "_build", ".git", "__pycache__", ".pytest_cache", "gradebook.db",
+                                    "submitted", "autograded", "feedback", "grading", ".jupyter_cache")
+    shutil.copytree(ROOT, destination, ignore=ignore, symlinks=True)
+    (destination / ".venv").symlink_to(ROOT / ".venv")
+    if (ROOT / "_build").exists():
+        if site == "copy":
+            shutil.copytree(ROOT / "_build" / "html", destination / "_build" / "html", symlinks=True)
+        else:
+            (destination / "_build").symlink_to(ROOT / "_build")
+
+
+def run(mutant: Mutant) -> tuple[str, float, str]:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bn-mutant-") as scratch:
+        copy = Path(scratch) / "course"
+        _copy(copy, "copy" if mutant.path.startswith("_build") else "link")
+        target = copy / mutant.path
+        text = target.read_text(encoding="utf-8")
+        if mutant.old not in text:
+            return "not applied", time.monotonic() - started, f"{mutant.path} no longer holds the text to change"
+        target.write_text(text.replace(mutant.old, mutant.new, 1), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if mutant.then:
+            subprocess.run(list(mutant.then), cwd=copy, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                               *mutant.tests], cwd=copy, env=env, capture_output=True, text=True, timeout=1800)
+        lines = [line for line in done.stdout.splitlines() if line.strip()]
+        summary = lines[-1] if lines else done.stderr.strip()[-200:]
+        if done.returncode == 5:
+            return "no test ran", time.monotonic() - started, summary
+        return ("killed" if done.returncode != 0 else "survived"), time.monotonic() - started, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-k", default="", help="only the mutants whose name contains this")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTANTS if args.k in m.name]
+    results = []
+    for mutant in chosen:
+        outcome, seconds, summary = run(mutant)
+        results.append(outcome)
+        print(f"{outcome:>12}  {mutant.name:<50} {seconds:6.0f} s  {summary}", flush=True)
+    killed = results.count("killed")
+    print(f"\n{killed} of {len(results)} mutants killed ({100 * killed / max(len(results), 1):.0f} %)")
+    return 0 if killed >= 0.9 * len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

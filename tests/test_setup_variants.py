@@ -1,0 +1,51 @@
+"""Grading works however the course's environment is laid out, and the set-up's speed fix holds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+GRADE_REFERENCE = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from autograder.grading import Grader
+    from autograder.sandbox import Sandbox
+    from tests.conftest import source_notebook
+    with Sandbox() as sandbox:
+        graded = Grader(sandbox).grade(source_notebook("bn_math"), "bn_math", salt=5)
+    print(sys.prefix, sorted(v.fraction for v in graded.verdicts.values()), graded.stopped_because)
+""")
+
+
+def test_grading_works_with_a_virtual_environment_reached_through_a_link(tmp_path):
+    """The sandbox shows the interpreter at the path it was started from, a symbolic link included."""
+    venv = Path(sys.prefix)
+    link = tmp_path / "linked-venv"
+    link.symlink_to(venv, target_is_directory=True)
+    done = subprocess.run([str(link / "bin" / "python"), "-c", GRADE_REFERENCE.format(root=str(ROOT))],
+                          capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    prefix, fractions = done.stdout.split(" ", 1)[0], done.stdout.split(" ", 1)[1]
+    assert prefix == str(link)
+    assert fractions.startswith("[1.0, 1.0, 1.0, 1.0") and "0." not in fractions.split("]")[0].replace("1.0", "")
+
+
+def test_the_environment_lacks_the_slow_optional_grammar():
+    """`make book` uninstalls rfc3987-syntax: with it, every nbgrader command spends seconds building a
+    grammar at import (see the Makefile)."""
+    done = subprocess.run([sys.executable, "-c", "import importlib.util, sys; "
+                           "sys.exit(importlib.util.find_spec('rfc3987_syntax') is not None)"], timeout=60)
+    assert done.returncode == 0, "rfc3987-syntax is installed: run `make book`, whose set-up removes it"
+
+
+def test_make_book_removes_the_slow_optional_grammar():
+    """The fresh environment gets the fix because `make book`'s set-up applies it."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile.split("$(INSTALLED): requirements.txt", 1)[1].split("\n\n", 1)[0]
+    assert "pip uninstall" in recipe and "rfc3987-syntax" in recipe
