@@ -253,9 +253,8 @@ def _names(names: Iterable[str]) -> str:
 
 def rules_markdown(assignment: Assignment) -> str:
     """The "How your work is graded" cell of an assignment's notebook, from the policy itself."""
-    wildcards = {name[:-2] for name in ALLOWED_IMPORTS if name.endswith(".*")}
-    imports = [f"{name[:-2]}` and its submodules`" if name.endswith(".*") else name
-               for name in ALLOWED_IMPORTS if name != "__future__" and name not in wildcards]
+    wildcards = [name[:-2] for name in ALLOWED_IMPORTS if name.endswith(".*")]
+    imports = [name for name in ALLOWED_IMPORTS if name != "__future__" and not name.endswith(".*")]
     numpy_only = ("This is a NumPy assignment: `import torch` costs nothing, but PyTorch is not available "
                   "when your functions are graded, so a function that uses it fails.\n\n"
                   if assignment.kind == "numpy" else "")
@@ -282,7 +281,7 @@ other keeps its points as long as it is right given what the first one does.
 
 {numpy_only}Your notebook is graded as code. Every code cell you write must keep to these rules:
 
-- import only from {_names(imports)};
+- import only from {_names(imports)}, and the submodules of {_names(wildcards)};
 - never name the library's own version of an exercise: {_names(library) or "none"}{type_checks};
 - no `getattr`, `setattr`, `delattr` or `hasattr` with a computed name (a literal string is fine), and
   no {_names(sorted(FORBIDDEN_CALLS))};

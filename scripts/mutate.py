@@ -44,7 +44,7 @@ MUTANTS = [
     Mutant("tolerance-loosened-1000x", "autograder/checks/core.py",
            "if np.allclose(got64, want64, rtol=rtol, atol=atol, equal_nan=True):",
            "if np.allclose(got64, want64, rtol=rtol * 1000, atol=atol * 1000, equal_nan=True):",
-           ("tests/test_probe_record.py", "tests/test_catalog.py", "-k", "near or record or loses")),
+           ("tests/test_probe_record.py", "tests/test_catalog.py", "-k", "near or record or wrong_implementation")),
     Mutant("probe-input-made-easier", "autograder/checks/bn_math.py",
            "_forward_probe(11, 2, 5, 1e-5)", "_forward_probe(11, 64, 5, 1e-5)", ("tests/test_probe_record.py",)),
     Mutant("probe-dropped", "autograder/checks/bn_math.py",
@@ -135,7 +135,7 @@ MUTANTS = [
            ("tests/test_verdicts.py", "-k", "different")),
     Mutant("no-second-chance-given-another-functions-mistake", "autograder/verdicts.py",
            "                if self.passes_given(grade_id, index, salt, result.given, any(c in named for c in culprits)):",
-           "                if False:", ("tests/test_catalog.py", "-k", "one_mistake")),
+           "                if False:", ("tests/test_catalog.py", "-k", "wrong_implementation")),
     # Intake and reports
     Mutant("two-moodle-students-merged", "autograder/intake.py",
            "sid = student_id(raw, with_number=raw in shared)", "sid = student_id(raw)",

@@ -30,29 +30,41 @@ def test_catalog_has_at_least_eight_wrong_implementations(assignment):
     assert len(catalog(assignment)) >= 8
 
 
-@pytest.mark.parametrize(("assignment", "wrong"), CASES, ids=[f"{a}-{w.name}" for a, w in CASES])
-def test_wrong_implementation_loses_points_with_a_message(assignment, wrong, grader):
-    notebook = with_answer(source_notebook(assignment), wrong.target, wrong.source)
-    verdicts = grader.grade(notebook, assignment).verdicts
-    assert score(notebook, verdicts) < sum(points(notebook).values()), f"{wrong.name} kept full marks"
-    messages = [m for v in verdicts.values() for m in v.messages]
-    assert messages and all(m.strip() for m in messages)
-
-
-
 def _grades_name(grade_id: str, name: str) -> bool:
     return grade_id == f"test_{name}" or grade_id.startswith(f"test_{name}_")
 
 
 @pytest.mark.parametrize(("assignment", "wrong"), CASES, ids=[f"{a}-{w.name}" for a, w in CASES])
-def test_one_mistake_costs_only_its_own_cells(assignment, wrong, grader):
-    """A notebook whose only bug is in one graded function loses points only in that function's test cells,
-    also where other graded functions are built on it."""
+def test_a_wrong_implementation_loses_points_in_its_own_cells_only_and_is_named(assignment, wrong, grader):
+    """One grading per entry (grading is the expensive part), three promises:
+
+    1. it loses points, with a message for the student;
+    2. one mistake costs only its own function's test cells, also where other graded functions are built
+       on it (except the cells listed in ``couples``, each with its reason, which it must still cost);
+    3. the feedback names the mistake: a known mistake of the probes that catch it ("your result matches
+       ..."), or, where no output can be compared (an exception, a ProbeError, the source policy), a message
+       that names the problem by itself, which the entry quotes in ``named_by``.
+    """
     notebook = with_answer(source_notebook(assignment), wrong.target, wrong.source)
     verdicts = grader.grade(notebook, assignment).verdicts
+    # 1. It loses points, with a message.
+    assert score(notebook, verdicts) < sum(points(notebook).values()), f"{wrong.name} kept full marks"
+    messages = [m for v in verdicts.values() for m in v.messages]
+    assert messages and all(m.strip() for m in messages)
+    # 2. Only in its own cells.
     allowed = {grade_id for grade_id, _ in wrong.couples}
     elsewhere = {grade_id: verdict.messages for grade_id, verdict in verdicts.items()
                  if verdict.fraction < 1 and not _grades_name(grade_id, wrong.target) and grade_id not in allowed}
     assert not elsewhere, f"{wrong.name} (a bug in {wrong.target}) also cost {elsewhere}"
     stale = [grade_id for grade_id in allowed if verdicts[grade_id].fraction == 1]
     assert not stale, f"{wrong.name} no longer costs {stale}: remove them from its couples"
+    # 3. Named.
+    named = sorted({mistake for verdict in verdicts.values() for mistake in verdict.mistakes})
+    messages = [m for v in verdicts.values() for m in v.messages]
+    if named:
+        return
+    assert wrong.named_by, (
+        f"{wrong.name}: no known mistake is named; add a Mistake to references/{assignment}.py and list it in "
+        f"the probes that catch it, or quote in named_by the message that names the problem: {messages[:3]}")
+    assert any(wrong.named_by in message for message in messages), (
+        f"{wrong.name}: no message contains {wrong.named_by!r}: {messages[:3]}")

@@ -2,8 +2,9 @@
 
 Each entry of ``tests/correct/<assignment>.py`` (written from the contract and
 the released notebooks, never from the solutions) replaces its answer cell of
-the source notebook; graded by the real grader, for two students (two salts),
-the notebook keeps every point and breaks no rule of the source policy.
+the source notebook; graded by the real grader (round k holds the k-th version of every
+function, each round for another student), the notebook keeps every point and breaks no rule
+of the source policy.
 """
 
 from __future__ import annotations
@@ -15,34 +16,28 @@ import pytest
 from tests.conftest import assignments_with_sources, points, score, source_notebook, with_answer
 
 
-def _entries() -> list[tuple[str, object]]:
-    found = []
-    for assignment in assignments_with_sources():
-        module = importlib.import_module(f"tests.correct.{assignment}")
-        found += [(assignment, entry) for entry in module.RIGHT]
-    return found
-
-
-CASES = _entries()
-
-
-def _notebook(assignment: str, entry):
+def _rounds(assignment: str) -> list[dict[str, object]]:
+    """Notebooks to grade: round k holds the k-th version of every graded function (the versions of a
+    function with fewer wrap around), so that every version is graded, in company of other styles."""
     module = importlib.import_module(f"tests.correct.{assignment}")
+    by_target: dict[str, list] = {}
+    for entry in module.RIGHT:
+        by_target.setdefault(entry.target, []).append(entry)
     by_key = {(e.target, e.name): e for e in module.RIGHT}
-    notebook = with_answer(source_notebook(assignment), entry.target, entry.source)
-    # A forward pass and the backward passes that read its private cache are graded together: the
-    # entry, its forward (for a backward entry), and for every other backward target the first entry
-    # written with that forward.
     pairs = getattr(module, "PAIRED_FORWARD", {})
-    forward = pairs.get((entry.target, entry.name), (entry.target, entry.name))
-    chosen = {entry.target: entry.name, forward[0]: forward[1]}
-    for backward, written_with in pairs.items():
-        if written_with == forward:
-            chosen.setdefault(backward[0], backward[1])
-    for target, name in chosen.items():
-        if (target, name) != (entry.target, entry.name):
-            notebook = with_answer(notebook, target, by_key[(target, name)].source)
-    return notebook
+    rounds = []
+    for k in range(max(len(entries) for entries in by_target.values())):
+        chosen = {target: entries[k % len(entries)] for target, entries in by_target.items()}
+        # A forward and a backward pass share a private cache: a backward comes with the forward written with it.
+        for entry in list(chosen.values()):
+            partner = pairs.get((entry.target, entry.name))
+            if partner is not None:
+                chosen[partner[0]] = by_key[partner]
+        rounds.append(chosen)
+    return rounds
+
+
+CASES = [(assignment, k) for assignment in assignments_with_sources() for k in range(len(_rounds(assignment)))]
 
 
 def test_every_graded_function_has_three_independent_versions():
@@ -55,12 +50,23 @@ def test_every_graded_function_has_three_independent_versions():
             assert len(versions) >= 3, f"{assignment}.{name} has {len(versions)} versions"
 
 
-@pytest.mark.parametrize(("assignment", "entry"), CASES, ids=[f"{a}-{e.target}-{e.name}" for a, e in CASES])
-def test_a_correct_version_gets_full_marks(assignment, entry, grader):
-    notebook = _notebook(assignment, entry)
-    for salt in (0, 424242):
-        graded = grader.grade(notebook, assignment, salt=salt)
-        assert not graded.policy, graded.policy
-        lost = {grade_id: verdict.messages for grade_id, verdict in graded.verdicts.items() if verdict.fraction < 1}
-        assert not lost, f"salt {salt}: {lost}"
-        assert score(notebook, graded.verdicts) == sum(points(notebook).values())
+def test_every_version_is_in_a_round():
+    """The rounds grade every version of every function (the pairing of caches hides none)."""
+    for assignment in assignments_with_sources():
+        module = importlib.import_module(f"tests.correct.{assignment}")
+        graded = {(entry.target, entry.name) for chosen in _rounds(assignment) for entry in chosen.values()}
+        assert graded == {(entry.target, entry.name) for entry in module.RIGHT}
+
+
+@pytest.mark.parametrize(("assignment", "number"), CASES, ids=[f"{a}-round{k}" for a, k in CASES])
+def test_correct_versions_in_any_style_get_full_marks(assignment, number, grader):
+    chosen = _rounds(assignment)[number]
+    notebook = source_notebook(assignment)
+    for target, entry in chosen.items():
+        notebook = with_answer(notebook, target, entry.source)
+    graded = grader.grade(notebook, assignment, salt=7919 * number + 1)
+    versions = ", ".join(f"{target}: {entry.name}" for target, entry in chosen.items())
+    assert not graded.policy, (versions, graded.policy)
+    lost = {grade_id: verdict.messages for grade_id, verdict in graded.verdicts.items() if verdict.fraction < 1}
+    assert not lost, f"{versions}: {lost}"
+    assert score(notebook, graded.verdicts) == sum(points(notebook).values())

@@ -482,3 +482,22 @@ def test_the_catalogue_of_tricks_is_complete():
                    not c["metadata"]["nbgrader"].get("solution") for c in CASES["delete_test_cells"][0]["cells"])
     assert "bonus" in str(CASES["reweigh_points"][0])
     assert solutions()["batchnorm_forward"] not in str(CASES["inspect_frames"][0])
+
+
+def _hidden_test_reports(page: Path) -> list[str]:
+    """The hidden tests' reports of a feedback page, as text."""
+    import html
+    import re
+
+    text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+    return re.findall(r"Hidden tests: \d+ of \d+ checks passed\.[^\n]*(?:\n- [^\n]*(?:\n  [^\n]*)*)*", text)
+
+
+def test_both_graders_draw_the_same_inputs_for_a_student(plain_nbgrader, project_command):
+    """Differences reported on the same wrong answers are the same numbers under plain nbgrader and the
+    grading command: the same student got the same hidden inputs from both."""
+    plain = plain_nbgrader[1] / "feedback" / "patch_comparisons" / "bn_math" / "bn_math.html"
+    project = Path(project_command["course"]) / "feedback" / "patch_comparisons" / "bn_math" / "bn_math.html"
+    reports = _hidden_test_reports(plain)
+    assert reports and any("largest difference" in report for report in reports)
+    assert reports == _hidden_test_reports(project)

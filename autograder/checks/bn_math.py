@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from autograder.checks.core import Assignment, Namespace, Outputs, Probe, ProbeError, student_rng
+from autograder.checks.core import experiment_numbers, fraction, student_seed, with_stand_ins
 
 # ---------------------------------------------------------------------------
 # Inputs
@@ -213,17 +214,117 @@ def _spatial_forward_given(seed: int, shape: tuple[int, int, int, int], eps: flo
     return run
 
 
-_FORWARD_MISTAKES = ("UNBIASED_VARIANCE", "EPS_OUTSIDE_SQRT", "NO_EPS", "WRONG_AXIS", "SWAPPED_AFFINE", "NOT_CENTERED")
+_FORWARD_MISTAKES = ("UNBIASED_VARIANCE", "EPS_OUTSIDE_SQRT", "NO_EPS", "WRONG_AXIS", "SWAPPED_AFFINE", "NOT_CENTERED",
+                     "EPS_FIXED", "DEFAULT_EPS_1E6", "VARIANCE_AROUND_ZERO", "X_MODIFIED_IN_PLACE",
+                     "LAST_FEATURE_SKIPPED", "FORWARD_FLOAT32")
 _BACKWARD_MISTAKES = ("NO_STATISTICS_GRADIENT", "NO_MEAN_PATH", "NO_VARIANCE_PATH", "DGAMMA_WITHOUT_XHAT",
-                      "DGAMMA_TIMES_GAMMA", "BACKWARD_DEFAULT_EPS", "UNBIASED_VARIANCE", "EPS_OUTSIDE_SQRT")
-_SPATIAL_MISTAKES = ("SPATIAL_RESHAPE", "SPATIAL_PER_PIXEL", "UNBIASED_VARIANCE", "EPS_OUTSIDE_SQRT")
+                      "DGAMMA_TIMES_GAMMA", "BACKWARD_DEFAULT_EPS", "UNBIASED_VARIANCE", "EPS_OUTSIDE_SQRT",
+                      "MEANS_OVER_N_MINUS_ONE", "DX_WITHOUT_GAMMA", "BACKWARD_FLOAT32", "VARIANCE_TERM_WITHOUT_XHAT")
+_SPATIAL_MISTAKES = ("SPATIAL_RESHAPE", "SPATIAL_PER_PIXEL", "UNBIASED_VARIANCE", "EPS_OUTSIDE_SQRT",
+                     "SPATIAL_OUT_NOT_TRANSPOSED_BACK", "SPATIAL_DX_NOT_TRANSPOSED_BACK")
 
 _GRADIENT_LABELS = {"dx": "`dx`", "dgamma": "`dgamma`", "dbeta": "`dbeta`"}
+_FORWARD_LABELS = {"out": "`out`", "x_unchanged": "whether `x` is left unchanged"}
+# Float64 throughout: a right answer agrees with PyTorch to about 1e-12, float32 arithmetic only to about 1e-7.
+_F64 = {"rtol": 1e-9, "atol": 1e-11}
 _FORWARD = ("batchnorm_forward",)
 _BACKWARD = ("batchnorm_forward", "batchnorm_backward")
 _SPATIAL_FORWARD = ("batchnorm_forward", "spatial_batchnorm_forward")
 _SPATIAL_BACKWARD = ("batchnorm_forward", "batchnorm_backward", "spatial_batchnorm_forward",
                      "spatial_batchnorm_backward")
+
+# ---------------------------------------------------------------------------
+# batchnorm_backward_alt: the simplified backward, on the same cache
+
+
+def _alt_backward_probe(seed: int, n: int, d: int, eps: float | None, scale: float = 1.0):
+    def run(ns: Namespace) -> Outputs:
+        x = _features(seed, n, d, scale)
+        gamma, beta = _affine(seed + 1, d)
+        dout = _output_gradient(seed + 2, (n, d))
+        _, cache = _call_forward(ns, "batchnorm_forward", x, gamma, beta, eps)
+        return _gradients(ns["batchnorm_backward_alt"], "batchnorm_backward_alt", dout, cache)
+
+    return run
+
+
+def _alt_backward_given(seed: int, n: int, d: int, eps: float | None, scale: float = 1.0):
+    def run(ns: Namespace) -> Outputs:
+        x = _features(seed, n, d, scale)
+        gamma, beta = _affine(seed + 1, d)
+        dout = _output_gradient(seed + 2, (n, d))
+        return _own_gradients(ns, "batchnorm_forward", "batchnorm_backward_alt", x, gamma, beta, dout, eps)
+
+    return run
+
+
+_ALT_BACKWARD = ("batchnorm_forward", "batchnorm_backward_alt")
+
+
+# ---------------------------------------------------------------------------
+# The experiment: init_scale_sweep
+#
+# Training runs differ between correct implementations (the order of the random
+# draws, of the floating-point sums), so the probe returns what any correct one
+# shows on a sweep of three scales, 60 steps: which networks train and which do
+# not, with wide margins (measured over many seeds: with batch norm at least 0.9
+# at scales 0.01 and 1 and 0.5 at 10; without, at most 0.12 at 0.01 and 10 and at
+# least 0.85 at 1).
+
+_SWEEP_SCALES = (0.01, 1.0, 10.0)
+
+
+def _stand_in_numpy_batchnorm() -> dict[str, Any]:
+    """For the experiment's given-run: batch norm with the *unbiased* variance and its exact gradient.
+
+    A known mistake (the hidden tests of the layer fail it), which trains a network
+    just as well: with it in place of the student's layer, the experiment is judged
+    on its own.
+    """
+
+    def forward(x, gamma, beta, eps=1e-5):
+        mean = x.mean(axis=0)
+        inv_std = 1.0 / np.sqrt(x.var(axis=0, ddof=1) + eps)
+        x_hat = (x - mean) * inv_std
+        return gamma * x_hat + beta, ("stand-in", x_hat, inv_std, gamma)
+
+    def backward(dout, cache):
+        _, x_hat, inv_std, gamma = cache
+        n = dout.shape[0]
+        g = dout * gamma
+        dx = inv_std * (g - g.mean(axis=0) - x_hat * (g * x_hat).sum(axis=0) / (n - 1))
+        return dx, (dout * x_hat).sum(axis=0), dout.sum(axis=0)
+
+    return {"batchnorm_forward": forward, "batchnorm_backward": backward, "batchnorm_backward_alt": backward}
+
+
+def _init_scale_probe(seed: int):
+    def run(ns: Namespace) -> Outputs:
+        result = ns["init_scale_sweep"](list(_SWEEP_SCALES), seed=student_seed(seed) % 2**32, steps=60)
+        numbers = experiment_numbers(result, "init_scale_sweep", ("with_bn", "without_bn"), len(_SWEEP_SCALES))
+        bn, plain = numbers["with_bn"], numbers["without_bn"]
+        return {
+            "fractions": fraction(np.concatenate([bn, plain])),
+            "bn_small": np.array(bool(bn[0] > 0.7)),
+            "plain_small": np.array(bool(plain[0] < 0.3)),
+            "both_he": np.array(bool(min(bn[1], plain[1]) > 0.7)),
+            "plain_large": np.array(bool(plain[2] < 0.3)),
+            "bn_large": np.array(bool(bn[2] > plain[2] + 0.2)),
+        }
+
+    return run
+
+
+_SWEEP_LABELS = {
+    "fractions": "whether every accuracy is a number in [0, 1]",
+    "bn_small": "whether the network with batch norm trains from scale 0.01 (validation accuracy above 0.7)",
+    "plain_small": "whether the network without batch norm fails from scale 0.01 (accuracy below 0.3)",
+    "both_he": "whether both networks train from scale 1, He initialization (accuracy above 0.7)",
+    "plain_large": "whether the network without batch norm fails from scale 10 (accuracy below 0.3)",
+    "bn_large": "whether, at scale 10, the network with batch norm beats the one without by more than 0.2",
+}
+_SWEEP = ("batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt", "init_scale_sweep")
+
 
 ASSIGNMENT = Assignment(
     name="bn_math",
@@ -231,50 +332,77 @@ ASSIGNMENT = Assignment(
     tests={
         "test_batchnorm_forward": (
             Probe("forward on a (64, 7) batch with the default eps", _FORWARD,
-                  _forward_probe(10, 64, 7, None), mistakes=_FORWARD_MISTAKES),
-            Probe("forward on a batch of 2", _FORWARD, _forward_probe(11, 2, 5, 1e-5), mistakes=_FORWARD_MISTAKES),
+                  _forward_probe(10, 64, 7, None), mistakes=_FORWARD_MISTAKES, labels=_FORWARD_LABELS, **_F64),
+            Probe("forward on a (2, 5) batch: a batch of 2", _FORWARD, _forward_probe(11, 2, 5, 1e-5),
+                  mistakes=_FORWARD_MISTAKES, labels=_FORWARD_LABELS, **_F64),
             Probe("forward with eps=0.5 and features of tiny variance", _FORWARD,
-                  _forward_probe(12, 9, 4, 0.5, scale=1e-3), mistakes=_FORWARD_MISTAKES),
-            Probe("forward on features with a huge scale and offset", _FORWARD,
-                  _forward_probe(13, 6, 3, 1e-5, scale=1e4, offset=1e3), mistakes=_FORWARD_MISTAKES),
+                  _forward_probe(12, 9, 4, 0.5, scale=1e-3), mistakes=_FORWARD_MISTAKES, labels=_FORWARD_LABELS,
+                  **_F64),
+            Probe("forward on a (6, 3) batch of features with a huge scale (1e4) and offset (1e3)", _FORWARD,
+                  _forward_probe(13, 6, 3, 1e-5, scale=1e4, offset=1e3), mistakes=_FORWARD_MISTAKES,
+                  labels=_FORWARD_LABELS, **_F64),
             Probe("forward on a (3, 11) batch with eps=1e-3", _FORWARD,
-                  _forward_probe(14, 3, 11, 1e-3), mistakes=_FORWARD_MISTAKES),
+                  _forward_probe(14, 3, 11, 1e-3), mistakes=_FORWARD_MISTAKES, labels=_FORWARD_LABELS, **_F64),
         ),
         "test_batchnorm_backward": (
             Probe("backward on a (16, 5) batch with the default eps", _BACKWARD,
-                  _backward_probe(20, 16, 5, None), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS,
+                  _backward_probe(20, 16, 5, None), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS, **_F64,
                   given=_backward_given(20, 16, 5, None), given_check="backward_at_student_statistics"),
-            Probe("backward on a batch of 2", _BACKWARD,
-                  _backward_probe(21, 2, 3, 1e-5), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS,
+            Probe("backward on a (2, 3) batch: a batch of 2", _BACKWARD,
+                  _backward_probe(21, 2, 3, 1e-5), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS, **_F64,
                   given=_backward_given(21, 2, 3, 1e-5), given_check="backward_at_student_statistics"),
             Probe("backward with eps=0.5 and features of tiny variance", _BACKWARD,
                   _backward_probe(22, 7, 4, 0.5, scale=1e-3), mistakes=_BACKWARD_MISTAKES,
-                  labels=_GRADIENT_LABELS, given=_backward_given(22, 7, 4, 0.5, scale=1e-3),
+                  labels=_GRADIENT_LABELS, **_F64, given=_backward_given(22, 7, 4, 0.5, scale=1e-3),
                   given_check="backward_at_student_statistics"),
             Probe("backward on a (4, 9) batch with eps=1e-2", _BACKWARD,
-                  _backward_probe(23, 4, 9, 1e-2), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS,
+                  _backward_probe(23, 4, 9, 1e-2), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS, **_F64,
                   given=_backward_given(23, 4, 9, 1e-2), given_check="backward_at_student_statistics"),
         ),
         "test_spatial_batchnorm_forward": (
             Probe("spatial forward on a (2, 3, 4, 5) batch with the default eps", _SPATIAL_FORWARD,
                   _spatial_forward_probe(30, (2, 3, 4, 5), None), mistakes=_SPATIAL_MISTAKES,
+                  labels=_FORWARD_LABELS, **_F64,
                   given=_spatial_forward_given(30, (2, 3, 4, 5), None)),
             Probe("spatial forward on a (5, 4, 2, 3) batch with eps=0.5 and tiny variance", _SPATIAL_FORWARD,
                   _spatial_forward_probe(31, (5, 4, 2, 3), 0.5, scale=1e-2), mistakes=_SPATIAL_MISTAKES,
+                  labels=_FORWARD_LABELS, **_F64,
                   given=_spatial_forward_given(31, (5, 4, 2, 3), 0.5, scale=1e-2)),
             Probe("spatial forward on a batch of one (1, 2, 3, 3) image", _SPATIAL_FORWARD,
                   _spatial_forward_probe(32, (1, 2, 3, 3), 1e-5), mistakes=_SPATIAL_MISTAKES,
+                  labels=_FORWARD_LABELS, **_F64,
                   given=_spatial_forward_given(32, (1, 2, 3, 3), 1e-5)),
         ),
         "test_spatial_batchnorm_backward": (
             Probe("spatial backward on a (2, 3, 4, 5) batch with the default eps", _SPATIAL_BACKWARD,
                   _spatial_backward_probe(40, (2, 3, 4, 5), None), mistakes=_SPATIAL_MISTAKES + _BACKWARD_MISTAKES,
-                  labels=_GRADIENT_LABELS, given=_spatial_backward_given(40, (2, 3, 4, 5), None),
+                  labels=_GRADIENT_LABELS, **_F64, given=_spatial_backward_given(40, (2, 3, 4, 5), None),
                   given_check="backward_at_student_statistics"),
             Probe("spatial backward on a (3, 2, 3, 2) batch with eps=0.1", _SPATIAL_BACKWARD,
                   _spatial_backward_probe(41, (3, 2, 3, 2), 0.1), mistakes=_SPATIAL_MISTAKES + _BACKWARD_MISTAKES,
-                  labels=_GRADIENT_LABELS, given=_spatial_backward_given(41, (3, 2, 3, 2), 0.1),
+                  labels=_GRADIENT_LABELS, **_F64, given=_spatial_backward_given(41, (3, 2, 3, 2), 0.1),
                   given_check="backward_at_student_statistics"),
+        ),
+        "test_batchnorm_backward_alt": (
+            Probe("simplified backward on a (16, 5) batch with the default eps", _ALT_BACKWARD,
+                  _alt_backward_probe(50, 16, 5, None), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS, **_F64,
+                  given=_alt_backward_given(50, 16, 5, None), given_check="backward_at_student_statistics"),
+            Probe("simplified backward on a batch of 2", _ALT_BACKWARD,
+                  _alt_backward_probe(51, 2, 3, 1e-5), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS, **_F64,
+                  given=_alt_backward_given(51, 2, 3, 1e-5), given_check="backward_at_student_statistics"),
+            Probe("simplified backward with eps=0.5 and features of tiny variance", _ALT_BACKWARD,
+                  _alt_backward_probe(52, 7, 4, 0.5, scale=1e-3), mistakes=_BACKWARD_MISTAKES,
+                  labels=_GRADIENT_LABELS, **_F64, given=_alt_backward_given(52, 7, 4, 0.5, scale=1e-3),
+                  given_check="backward_at_student_statistics"),
+            Probe("simplified backward on a (4, 9) batch with eps=1e-2", _ALT_BACKWARD,
+                  _alt_backward_probe(53, 4, 9, 1e-2), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS, **_F64,
+                  given=_alt_backward_given(53, 4, 9, 1e-2), given_check="backward_at_student_statistics"),
+        ),
+        "test_init_scale_sweep": (
+            Probe("a sweep of the scales 0.01, 1 and 10, 60 SGD steps each, with a seed of its own", _SWEEP,
+                  _init_scale_probe(60), labels=_SWEEP_LABELS,
+                  mistakes=("SWEEP_SCALE_NOT_APPLIED", "SWEEP_SWAPPED", "SWEEP_UNTRAINED"),
+                  given=with_stand_ins(_init_scale_probe(60), _stand_in_numpy_batchnorm)),
         ),
     },
     library=("batch_norm", "native_batch_norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "StandardScaler"),

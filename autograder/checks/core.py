@@ -244,3 +244,88 @@ def _short(value: np.ndarray) -> str:
         return repr(str(value.item()))
     text = np.array2string(value, precision=4, threshold=6)
     return text if len(text) < 60 else text[:57] + "..."
+
+
+# ---------------------------------------------------------------------------
+# Experiments: probes that run a student's experiment function
+
+
+def with_stand_ins(run: Callable[[Namespace], Outputs],
+                   stand_ins: Callable[[], Mapping[str, Any]]) -> Callable[[Namespace], Outputs]:
+    """``run`` with the graded names of ``stand_ins()`` replaced, for a given-run.
+
+    An experiment calls the student's other graded functions through the
+    notebook's globals; with a stand-in in their place, the experiment is judged
+    on its own when one of them is wrong. A stand-in is never a correct
+    implementation (this module goes to the sandbox): it is a known mistake that
+    does not matter to the experiment (an unbiased variance, say, where the
+    experiment only needs a normalization), so that catching it is worth nothing.
+    """
+
+    def given(ns: Namespace) -> Outputs:
+        namespace = ns if isinstance(ns, dict) else dict(ns)
+        armed = [True]
+        replacements = {name: _only_while(armed, value) for name, value in stand_ins().items()}
+        missing = object()
+        saved = {name: namespace.get(name, missing) for name in replacements}
+        namespace.update(replacements)
+        try:
+            return run(namespace)
+        finally:
+            armed[0] = False  # a stand-in kept by the student's code is of no use afterwards
+            for name, value in saved.items():
+                if value is missing:
+                    namespace.pop(name, None)
+                else:
+                    namespace[name] = value
+
+    return given
+
+
+def _only_while(armed: list[bool], value: Any) -> Any:
+    """``value`` (a function or a class) that works only while ``armed[0]`` is true."""
+
+    def check() -> None:
+        if not armed[0]:
+            raise RuntimeError("a stand-in of the grader's given-run was called outside it")
+
+    if isinstance(value, type):
+        original_init = value.__init__
+
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            check()
+            original_init(self, *args, **kwargs)
+
+        return type(value.__name__, (value,), {"__init__": __init__})
+    if callable(value):
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            check()
+            return value(*args, **kwargs)
+
+        return guarded
+    return value
+
+
+def experiment_numbers(result: Any, function: str, keys: tuple[str, ...], count: int | None = None) -> dict[str, np.ndarray]:
+    """The float64 arrays under ``keys`` of the dict an experiment returned; a clear ProbeError if it is not one."""
+    if not isinstance(result, Mapping):
+        raise ProbeError(f"{function} should return a dict, got {type(result).__name__}")
+    missing = [key for key in keys if key not in result]
+    if missing:
+        raise ProbeError(f"{function} returned a dict without the key(s) {', '.join(map(repr, missing))}")
+    numbers = {}
+    for key in keys:
+        try:
+            values = np.asarray(as_array(result[key]) if hasattr(result[key], "detach") else result[key],
+                                dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ProbeError(f"{function}(...)[{key!r}] is not a number or a list of numbers") from None
+        if count is not None and values.shape != (count,):
+            raise ProbeError(f"{function}(...)[{key!r}] should hold {count} numbers, got shape {values.shape}")
+        numbers[key] = values
+    return numbers
+
+
+def fraction(values: np.ndarray) -> np.ndarray:
+    """Whether every value is a finite number in [0, 1] (an accuracy)."""
+    return np.array(bool(np.all(np.isfinite(values)) and np.all((values >= 0) & (values <= 1))))

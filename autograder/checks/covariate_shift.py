@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from autograder.checks.core import Assignment, Namespace, Outputs, Probe, ProbeError, as_array, student_rng
+from autograder.checks.core import experiment_numbers, student_seed, with_stand_ins
 
 # ---------------------------------------------------------------------------
 # Models and inputs (built in float64 from NumPy draws; torch is imported lazily
@@ -346,15 +347,20 @@ def _landscape_probe(build: Callable[[], Any], x_seed: int, x_shape: tuple[int, 
 # ---------------------------------------------------------------------------
 # Known mistakes each probe may name (defined in references/covariate_shift.py)
 
-_STATS_VALUE_MISTAKES = ("UNBIASED_STD", "PER_SAMPLE", "FIRST_AXIS_ONLY", "TOP_LEVEL_ONLY", "OUTPUT_STATS",
-                         "LAST_CALL_ONLY", "FIRST_CALL_ONLY")
+# MODEL_ITSELF_SKIPPED before TOP_LEVEL_ONLY: on a model that is itself a Linear both return nothing, and
+# "the model itself skipped" is what that probe shows (the nested probes name TOP_LEVEL_ONLY).
+_STATS_VALUE_MISTAKES = ("UNBIASED_STD", "PER_SAMPLE", "FIRST_AXIS_ONLY", "MODEL_ITSELF_SKIPPED", "TOP_LEVEL_ONLY",
+                         "OUTPUT_STATS", "LAST_CALL_ONLY", "FIRST_CALL_ONLY", "STD_WITH_EPS", "STATS_IN_FLOAT32")
 _STATS_STATE_MISTAKES = ("HOOKS_LEFT_ON_ERROR", "HOOKS_NEVER_REMOVED", "CLEARED_ALL_HOOKS", "SWITCHED_TO_EVAL",
                          "SWITCHED_TO_TRAIN", "EVAL_THEN_TRAIN", "GRAPH_KEPT")
 _LANDSCAPE_VALUE_MISTAKES = ("UPHILL", "CUMULATIVE", "TRAJECTORY", "NORMALIZED_STEP", "SUM_OF_NORMS",
                              "SQUARED_NORM", "MEASURED_IN_EVAL", "MEASURED_IN_TRAIN", "ACCUMULATED_GRAD",
-                             "RESULTS_KEEP_GRAPH")
+                             "RESULTS_KEEP_GRAPH", "GRADIENT_IN_FLOAT32")
 _LANDSCAPE_STATE_MISTAKES = ("MODEL_MODIFIED", "RUNNING_STATS_CHANGED", "GRADS_OVERWRITTEN", "ACCUMULATED_GRAD",
                              "RESULTS_KEEP_GRAPH")
+
+# Float64 throughout: a right answer agrees with PyTorch to about 1e-15, float32 arithmetic only to about 1e-7.
+_F64 = {"rtol": 1e-9, "atol": 1e-11}
 
 _STATE_LABELS = {
     "modes_unchanged": "whether every module's train/eval mode is as before",
@@ -374,6 +380,72 @@ _STATE_LABELS = {
 
 # ---------------------------------------------------------------------------
 
+# ---------------------------------------------------------------------------
+# The experiment: drift_with_and_without_bn
+#
+# Trained networks differ between correct implementations, so the probe returns
+# what any correct one shows, with wide margins (measured over 24 seeds, 60 steps:
+# the first layer's drift exactly 0; without batch norm the drift of the hidden
+# layers' inputs grows with depth, each layer at least 1.5 times the one before;
+# the last hidden layer's input drifts at least 5 times more than with batch norm).
+
+
+def _stand_in_stats() -> dict[str, Any]:
+    """For the experiment's given-run: layer_input_stats with the *unbiased* standard deviation, a known
+    mistake that changes nothing on 1797 examples."""
+    import torch
+
+    def layer_input_stats(model, x):
+        stats, handles = {}, []
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear):
+                def hook(module, args, output, name=name):
+                    rows = args[0].detach().reshape(-1, args[0].shape[-1])
+                    stats[name] = (rows.mean(dim=0), rows.std(dim=0, correction=1))
+                handles.append(module.register_forward_hook(hook))
+        try:
+            with torch.no_grad():
+                model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return stats
+
+    return {"layer_input_stats": layer_input_stats}
+
+
+def _drift_probe(seed: int):
+    def run(ns: Namespace) -> Outputs:
+        result = ns["drift_with_and_without_bn"](steps=60, every=30, seed=student_seed(seed) % 2**31)
+        numbers = experiment_numbers(result, "drift_with_and_without_bn", ("steps", "without_bn", "with_bn"))
+        plain, normed = numbers["without_bn"], numbers["with_bn"]
+        if plain.shape != (2, 5) or normed.shape != (2, 5):
+            raise ProbeError(f"drift_with_and_without_bn(steps=60, every=30) should return (2, 5) drifts for "
+                             f"this MLP, got shapes {plain.shape} and {normed.shape}")
+        valid = bool(np.all(np.isfinite(plain)) and np.all(np.isfinite(normed)) and np.all(plain >= 0)
+                     and np.all(normed >= 0))
+        last = plain[-1]
+        return {
+            "steps": numbers["steps"].reshape(-1),
+            "valid": np.array(valid),
+            "first_layer": np.array(bool(np.abs(plain[:, 0]).max() < 1e-6 and np.abs(normed[:, 0]).max() < 1e-6)),
+            "deeper_more": np.array(bool(np.all(last[2:4] > 1.2 * last[1:3]) and last[1] > 0)),
+            "bn_less": np.array(bool(last[3] > 3 * normed[-1, 3])),
+        }
+
+    return run
+
+
+_DRIFT_LABELS = {
+    "steps": "the list of measured steps",
+    "valid": "whether every drift is a finite number, 0 or more",
+    "first_layer": "whether the first layer's drift is 0 (its input is the data, which does not change)",
+    "deeper_more": "whether, without batch norm, each deeper hidden layer's input drifts more than the one before",
+    "bn_less": "whether, without batch norm, the last hidden layer's input drifts more than 3 times as much as "
+               "with it",
+}
+
+
 ASSIGNMENT = Assignment(
     name="covariate_shift",
     kind="torch",
@@ -381,78 +453,86 @@ ASSIGNMENT = Assignment(
         "test_layer_input_stats": (
             Probe("statistics of a ReLU MLP on a (12, 5) batch", ("layer_input_stats",),
                   _stats_probe(lambda: _mlp(10, (5, 7, 6, 3)), 11, (12, 5)),
-                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
-            Probe("statistics on a batch of 2", ("layer_input_stats",),
+                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
+            Probe("statistics of a tanh MLP on a (2, 3) batch: a batch of 2", ("layer_input_stats",),
                   _stats_probe(lambda: _mlp(20, (3, 4, 2), act="tanh"), 21, (2, 3)),
-                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
             Probe("Linear layers nested in Sequentials, a ModuleDict and a ModuleList", ("layer_input_stats",),
                   _stats_probe(lambda: _nested(30), 31, (10, 5)),
-                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
             Probe("a model that is itself a Linear layer", ("layer_input_stats",),
                   _stats_probe(lambda: _single_linear(40), 41, (8, 6)),
-                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
             Probe("an input of shape (3, 4, 5)", ("layer_input_stats",),
                   _stats_probe(lambda: _mlp(50, (5, 6, 2)), 51, (3, 4, 5)),
-                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
             Probe("a Linear layer registered under two names and called twice", ("layer_input_stats",),
                   _stats_probe(lambda: _shared(60), 61, (7, 4)),
-                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_STATS_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
         ),
         "test_layer_input_stats_side_effects": (
-            Probe("a BatchNorm MLP in training mode", ("layer_input_stats",),
+            Probe("a BatchNorm MLP in training mode, with running statistics: its mode, hooks and buffers after",
+                  ("layer_input_stats",),
                   _stats_probe(lambda: _mlp(100, (4, 6, 5, 3), batch_norm=True), 101, (16, 4),
                                mode="train", running_stats=True, check_state=True),
-                  mistakes=_STATS_STATE_MISTAKES + _STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
-            Probe("a BatchNorm MLP in eval mode", ("layer_input_stats",),
+                  mistakes=_STATS_STATE_MISTAKES + _STATS_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
+            Probe("a BatchNorm MLP in eval mode, with running statistics: its mode, hooks and buffers after",
+                  ("layer_input_stats",),
                   _stats_probe(lambda: _mlp(110, (4, 6, 5, 3), batch_norm=True), 111, (16, 4),
                                mode="eval", running_stats=True, check_state=True),
-                  mistakes=_STATS_STATE_MISTAKES + _STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
-            Probe("an input that requires grad", ("layer_input_stats",), _stats_no_graph,
-                  mistakes=_STATS_STATE_MISTAKES + _STATS_VALUE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_STATS_STATE_MISTAKES + _STATS_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
+            Probe("an input and parameters that require grad", ("layer_input_stats",), _stats_no_graph,
+                  mistakes=_STATS_STATE_MISTAKES + _STATS_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
             Probe("hooks removed, the user's own hook kept", ("layer_input_stats",), _stats_hooks_removed,
-                  mistakes=_STATS_STATE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_STATS_STATE_MISTAKES, labels=_STATE_LABELS, **_F64),
             Probe("a forward pass that raises halfway", ("layer_input_stats",), _stats_hooks_removed_on_error,
-                  mistakes=_STATS_STATE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_STATS_STATE_MISTAKES, labels=_STATE_LABELS, **_F64),
         ),
         "test_loss_along_gradient": (
             Probe("a tanh MLP with a squared-error loss", ("loss_along_gradient",),
                   _landscape_probe(lambda: _mlp(200, (4, 6, 3), act="tanh"), 201, (10, 4), 0,
                                    [0.0, 0.05, 0.3, 1.0]),
-                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
             Probe("repeated step sizes, given as a tensor", ("loss_along_gradient",),
                   _landscape_probe(lambda: _mlp(210, (3, 5, 4, 2), act="tanh"), 211, (9, 3), 0,
                                    [0.2, 0.2, 0.05, 0.2], step_sizes_as_tensor=True),
-                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
             Probe("a BatchNorm MLP in training mode with cross-entropy", ("loss_along_gradient",),
                   _landscape_probe(lambda: _mlp(220, (5, 8, 6, 4), batch_norm=True), 221, (12, 5), 4,
                                    [0.1, 0.5, 2.0], running_stats=True),
-                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
             Probe("a BatchNorm MLP in eval mode", ("loss_along_gradient",),
                   _landscape_probe(lambda: _mlp(230, (5, 8, 4), batch_norm=True), 231, (12, 5), 4,
                                    [0.1, 1.0], mode="eval", running_stats=True),
-                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
             Probe("parameters whose .grad already holds values", ("loss_along_gradient",),
                   _landscape_probe(lambda: _mlp(240, (4, 5, 3), act="tanh"), 241, (8, 4), 0,
                                    [0.1, 0.4], stale_grads=True),
-                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
             Probe("a model whose first layer is frozen", ("loss_along_gradient",),
                   _landscape_probe(lambda: _mlp(250, (4, 6, 3), act="tanh"), 251, (8, 4), 3,
                                    [0.2, 1.0], freeze="0."),
-                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_LANDSCAPE_VALUE_MISTAKES, labels=_STATE_LABELS, **_F64),
         ),
         "test_loss_along_gradient_side_effects": (
             Probe("the model after measuring a BatchNorm MLP in training mode", ("loss_along_gradient",),
                   _landscape_probe(lambda: _mlp(300, (5, 8, 6, 4), batch_norm=True), 301, (12, 5), 4,
                                    [0.1, 0.5], running_stats=True, stale_grads=True, check="state"),
-                  mistakes=_LANDSCAPE_STATE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_LANDSCAPE_STATE_MISTAKES, labels=_STATE_LABELS, **_F64),
             Probe("the model after measuring a BatchNorm MLP in eval mode", ("loss_along_gradient",),
                   _landscape_probe(lambda: _mlp(310, (5, 8, 4), batch_norm=True), 311, (12, 5), 4,
                                    [0.3], mode="eval", running_stats=True, check="state"),
-                  mistakes=_LANDSCAPE_STATE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_LANDSCAPE_STATE_MISTAKES, labels=_STATE_LABELS, **_F64),
             Probe("the model after measuring, with a frozen first layer", ("loss_along_gradient",),
                   _landscape_probe(lambda: _mlp(320, (4, 6, 3), act="tanh"), 321, (8, 4), 0,
                                    [0.2, 1.0], freeze="0.", check="state"),
-                  mistakes=_LANDSCAPE_STATE_MISTAKES, labels=_STATE_LABELS),
+                  mistakes=_LANDSCAPE_STATE_MISTAKES, labels=_STATE_LABELS, **_F64),
+        ),
+        "test_drift_with_and_without_bn": (
+            Probe("60 steps of full-batch gradient descent measured every 30, with a seed of its own",
+                  ("layer_input_stats", "drift_with_and_without_bn"), _drift_probe(400), labels=_DRIFT_LABELS,
+                  given=with_stand_ins(_drift_probe(400), _stand_in_stats),
+                  mistakes=("DRIFT_SWAPPED", "DRIFT_FROM_STEP_ZERO")),
         ),
     },
     # PyTorch has no function of its own that measures either quantity.

@@ -34,6 +34,7 @@ import numpy as np
 
 from autograder.checks.core import (Assignment, Namespace, Outputs, Probe, ProbeError, as_array,
                                    student_generator, student_seed)
+from autograder.checks.core import experiment_numbers, raised, with_stand_ins
 
 # ---------------------------------------------------------------------------
 # fuse_conv_bn
@@ -361,12 +362,188 @@ _FREEZE_LABELS = {
 # ---------------------------------------------------------------------------
 # Known mistakes each probe may name (defined in references/pitfalls.py)
 
+# Float64 throughout (but the float32 merge probe): a right answer agrees with PyTorch to about 1e-14,
+# float32 arithmetic only to about 1e-7. The float32 merge probe allows 16 ulps of the means (about 1000)
+# and 1e-7 on the variances (about 0.01), 15 times what a right float32 merge is off by.
+_F64 = {"rtol": 1e-9, "atol": 1e-11}
+
 _FUSE_MISTAKES = ("FUSE_NO_EPS", "FUSE_NO_SQRT", "FUSE_DROPS_CONV_BIAS", "FUSE_UNSCALED_CONV_BIAS", "FUSE_NO_MEAN",
-                  "FUSE_NO_AFFINE")
+                  "FUSE_NO_AFFINE",
+                  "FUSE_FIXED_EPS", "FUSE_FLOAT32", "FUSE_IN_PLACE", "FUSE_LOSES_SETTINGS")
 _MERGE_MISTAKES = ("MERGE_EQUAL_WEIGHTS", "MERGE_AVERAGE_VARIANCES", "MERGE_EQUAL_WEIGHT_MEANS",
-                   "MERGE_SUM_OF_SQUARES", "MERGE_UNBIASED")
+                   "MERGE_SUM_OF_SQUARES", "MERGE_UNBIASED",
+                   "MERGE_EQUAL_WEIGHT_BETWEEN", "MERGE_IN_PLACE", "MERGE_LAST_SHARD_DROPPED")
 _FREEZE_MISTAKES = ("FREEZE_REQUIRES_GRAD_ONLY", "FREEZE_EVAL_ONLY", "FREEZE_MOMENTUM_ZERO", "FREEZE_STALE_GRADIENTS",
-                    "FREEZE_NO_REQUIRES_GRAD", "FREEZE_ONLY_2D")
+                    "FREEZE_NO_REQUIRES_GRAD", "FREEZE_ONLY_2D",
+                    "FREEZE_BIAS_GRAD_KEPT")
+
+# ---------------------------------------------------------------------------
+# The experiment: folding_check
+#
+# Trained networks differ between correct implementations; what every correct
+# one shows (measured over 24 seeds, one epoch: accuracy 0.86 or more, folded
+# and unfolded predictions identical, logits within 1e-5) is checked, with wide
+# margins. The times depend on the machine and are only checked to be numbers.
+
+
+def _stand_in_fuse() -> dict[str, Any]:
+    """For the experiment's given-run: a fusion whose weight and bias are buffers, not Parameters (a known
+    mistake, of no consequence to the experiment)."""
+    import torch
+
+    def fuse_conv_bn(conv, bn):
+        fused = copy.deepcopy(conv)
+        with torch.no_grad():
+            scale = (bn.weight if bn.weight is not None else 1.0) / torch.sqrt(bn.running_var + bn.eps)
+            shift = (bn.bias if bn.bias is not None else 0.0) - bn.running_mean * scale
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            weight = conv.weight * scale.reshape(-1, 1, 1, 1)
+            del fused.weight
+            del fused.bias
+            fused.register_buffer("weight", weight.detach().clone())
+            fused.register_buffer("bias", (bias * scale + shift).detach().clone())
+        return fused
+
+    return {"fuse_conv_bn": fuse_conv_bn}
+
+
+def _folding_probe(seed: int):
+    def run(ns: Namespace) -> Outputs:
+        result = ns["folding_check"](seed=student_seed(seed) % 2**31, epochs=1, repeats=2)
+        keys = ("accuracy", "fused_accuracy", "max_difference", "time_ms", "fused_time_ms", "batchnorm_layers")
+        n = {key: float(np.asarray(value).reshape(-1)[0]) if np.asarray(value).size == 1 else float("nan")
+             for key, value in experiment_numbers(result, "folding_check", keys).items()}
+        return {
+            "no_batchnorm_left": np.array(n["batchnorm_layers"] == 0),
+            "trained": np.array(bool(n["accuracy"] > 0.7)),
+            "same_accuracy": np.array(bool(abs(n["fused_accuracy"] - n["accuracy"]) <= 0.0021)),
+            "same_logits": np.array(bool(n["max_difference"] < 1e-3)),
+            "times": np.array(bool(np.isfinite(n["time_ms"]) and np.isfinite(n["fused_time_ms"])
+                                   and n["time_ms"] > 0 and n["fused_time_ms"] > 0)),
+        }
+
+    return run
+
+
+_FOLDING_LABELS = {
+    "no_batchnorm_left": "whether the folded model has no BatchNorm layer left",
+    "trained": "whether the trained CNN reaches 0.7 on the validation digits",
+    "same_accuracy": "whether folding leaves the accuracy unchanged",
+    "same_logits": "whether the folded model's logits equal the trained model's in evaluation mode (within 1e-3)",
+    "times": "whether both times are positive numbers",
+}
+
+
+# ---------------------------------------------------------------------------
+# The bug hunt: fine_tune_and_serve
+#
+# Each probe exercises one of the three bugs alone: serving requests of one
+# example and of several (48 training examples, no batch of one), fine-tuning with
+# nothing to serve (the backbone must not change, the head must train), and 49
+# training examples (a last batch of one); 6 epochs, after which a correct version
+# reaches 0.73 or more on its training examples (40 seeds).
+
+
+def _pretrained_pair(seed: int):
+    """A "pretrained" backbone with BatchNorm1d and running statistics of its own, and a new head."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(student_seed(seed))
+    backbone = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU())
+    generator = student_generator(seed + 1)
+    with torch.no_grad():
+        backbone[1].running_mean.copy_(torch.randn(16, generator=generator))
+        backbone[1].running_var.copy_(0.5 + torch.rand(16, generator=generator))
+        backbone[1].num_batches_tracked.fill_(1000)
+    head = nn.Sequential(nn.Linear(16, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Linear(12, 3))
+    return backbone, head
+
+
+def _clusters(seed: int, n: int):
+    """n examples of 8 features in 3 well separated Gaussian classes."""
+    import torch
+
+    generator = student_generator(seed)
+    centres = 3.0 * torch.randn(3, 8, generator=generator) + 1.0
+    y = torch.randperm(n, generator=generator) % 3
+    return centres[y] + torch.randn(n, 8, generator=generator), y
+
+
+def _serve_probe(seed: int, n_train: int, request_sizes: tuple[int, ...], check: str):
+    """``check``: "serving" (answers per request), "backbone" (what fine-tuning changed) or "training" (no error)."""
+
+    def run(ns: Namespace) -> Outputs:
+        import torch
+        from torch import nn
+
+        backbone, head = _pretrained_pair(seed)
+        x, y = _clusters(seed + 2, n_train)
+        served, _ = _clusters(seed + 3, sum(request_sizes))
+        requests = list(served.split(list(request_sizes))) if request_sizes else []
+        backbone_before = {k: v.clone() for k, v in backbone.state_dict().items()}
+        head_statistics = head[1].running_mean.clone()
+        try:
+            predictions = ns["fine_tune_and_serve"](backbone, head, x, y, requests, epochs=6)
+        except NotImplementedError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the type is the output
+            return {"raised": raised(error)}
+        if not isinstance(predictions, (list, tuple)) or len(predictions) != len(requests):
+            raise ProbeError("fine_tune_and_serve should return a list with one tensor of predictions per request")
+        outputs: Outputs = {"raised": np.array("nothing")}
+        model = nn.Sequential(backbone, head).eval()
+        if check == "serving":
+            with torch.no_grad():
+                expected = model(served).argmax(dim=1)
+            got = torch.cat([torch.as_tensor(p).reshape(-1) for p in predictions])
+            outputs["consistent"] = np.array(bool(got.shape == expected.shape and torch.equal(got.long(), expected)))
+        if check == "backbone":
+            outputs["backbone_unchanged"] = np.array(all(torch.equal(backbone.state_dict()[k], v)
+                                                         for k, v in backbone_before.items()))
+        if check in ("backbone", "training"):
+            with torch.no_grad():
+                accuracy = (model(x).argmax(dim=1) == y).float().mean().item()
+            outputs["head_statistics_learned"] = np.array(not torch.equal(head[1].running_mean, head_statistics))
+            outputs["head_trained"] = np.array(bool(accuracy > 0.6))
+        return outputs
+
+    return run
+
+
+def _stand_in_freeze() -> dict[str, Any]:
+    """For the bug hunt's given-run: a freeze that keeps stale gradients (a known mistake, of no consequence
+    when the optimizer does not hold the frozen layers)."""
+    import functools
+
+    from torch import nn
+
+    def stay_in_eval(layer, mode=True):
+        return nn.Module.train(layer, False)
+
+    def freeze_batchnorm(model):
+        for layer in model.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.requires_grad_(False)
+                layer.train = functools.partial(stay_in_eval, layer)
+                layer.eval()
+        return model
+
+    return {"freeze_batchnorm": freeze_batchnorm}
+
+
+_SERVE_LABELS = {
+    "raised": "the exception raised (\"nothing\" when none)",
+    "consistent": "whether the served predictions equal the evaluation-mode predictions of the fine-tuned model "
+                  "(the same whatever the other examples of a request)",
+    "backbone_unchanged": "whether the backbone's weights and running statistics are unchanged by fine-tuning",
+    "head_statistics_learned": "whether the head's BatchNorm layer learned running statistics during fine-tuning",
+    "head_trained": "whether the fine-tuned model reaches 0.6 on its training examples (6 epochs; chance is 0.33)",
+}
+_BUG_MISTAKES = ("BUG_SERVED_IN_TRAINING_MODE", "BUG_BACKBONE_STATISTICS_MOVE", "BUG_BATCH_OF_ONE",
+                 "BUG_HEAD_FROZEN_TOO")
+_BUG = ("freeze_batchnorm", "fine_tune_and_serve")
+
 
 ASSIGNMENT = Assignment(
     name="pitfalls",
@@ -375,54 +552,70 @@ ASSIGNMENT = Assignment(
         "test_fuse_conv_bn": (
             Probe("a 3x3 convolution with bias and padding 1", ("fuse_conv_bn",),
                   _fuse_probe(10, _conv(3, 5, 3, padding=1), {}, (2, 3, 6, 7)),
-                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS),
+                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS, **_F64),
             Probe("a convolution without bias, non-square kernel, stride 2, padding 2, dilation 2",
                   ("fuse_conv_bn",),
                   _fuse_probe(11, _conv(2, 4, (3, 2), stride=2, padding=2, dilation=2, bias=False), {},
                               (3, 2, 9, 8)),
-                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS),
+                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS, **_F64),
             Probe("a grouped convolution (groups=2) with bias", ("fuse_conv_bn",),
                   _fuse_probe(12, _conv(4, 6, 3, groups=2, padding=1), {}, (2, 4, 5, 5)),
-                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS),
+                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS, **_F64),
             Probe("a depthwise convolution without bias and reflect padding", ("fuse_conv_bn",),
                   _fuse_probe(13, _conv(4, 4, 3, groups=4, padding=1, padding_mode="reflect", bias=False), {},
                               (2, 4, 5, 6)),
-                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS),
-            Probe("BatchNorm with affine=False", ("fuse_conv_bn",),
+                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS, **_F64),
+            Probe("BatchNorm with affine=False (its weight and bias are None)", ("fuse_conv_bn",),
                   _fuse_probe(14, _conv(3, 4, 1), {"affine": False}, (2, 3, 4, 4)),
-                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS),
+                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS, **_F64),
             Probe("BatchNorm with eps=0.5 and tiny running variances", ("fuse_conv_bn",),
                   _fuse_probe(15, _conv(2, 3, 3, bias=False), {"eps": 0.5, "_spread": 1e-3}, (2, 2, 5, 5)),
-                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS),
+                  mistakes=_FUSE_MISTAKES, labels=_FUSE_LABELS, **_F64),
         ),
         "test_merge_batch_stats": (
             Probe("four shards of 3, 8, 1 and 20 samples from different distributions", ("merge_batch_stats",),
-                  _merge_probe(20, [3, 8, 1, 20], 5), mistakes=_MERGE_MISTAKES, labels=_MERGE_LABELS),
-            Probe("three shards of equal size", ("merge_batch_stats",),
-                  _merge_probe(21, [6, 6, 6], 4), mistakes=_MERGE_MISTAKES, labels=_MERGE_LABELS),
+                  _merge_probe(20, [3, 8, 1, 20], 5), mistakes=_MERGE_MISTAKES, labels=_MERGE_LABELS, **_F64),
+            Probe("three shards of 6 samples each (equal sizes)", ("merge_batch_stats",),
+                  _merge_probe(21, [6, 6, 6], 4), mistakes=_MERGE_MISTAKES, labels=_MERGE_LABELS, **_F64),
             Probe("two shards of 2 and 30 samples, counts as a float tensor", ("merge_batch_stats",),
                   _merge_probe(22, [2, 30], 3, counts_dtype="float64"), mistakes=_MERGE_MISTAKES,
-                  labels=_MERGE_LABELS),
-            Probe("a single shard", ("merge_batch_stats",),
-                  _merge_probe(23, [7], 6), mistakes=_MERGE_MISTAKES, labels=_MERGE_LABELS),
+                  labels=_MERGE_LABELS, **_F64),
+            Probe("a single shard of 7 samples", ("merge_batch_stats",),
+                  _merge_probe(23, [7], 6), mistakes=_MERGE_MISTAKES, labels=_MERGE_LABELS, **_F64),
             Probe("float32 shards whose means (about 1000) are large compared to their spread",
                   ("merge_batch_stats",),
                   _merge_probe(24, [16, 48, 32, 8], 6, offset=1000.0, spread=0.1, dtype="float32"),
-                  rtol=1e-4, atol=1e-6, mistakes=_MERGE_MISTAKES, labels=_MERGE_LABELS),
+                  rtol=1e-6, atol=1e-7, mistakes=_MERGE_MISTAKES, labels=_MERGE_LABELS),
         ),
         "test_freeze_batchnorm": (
             Probe("fine-tuning with SGD (momentum, weight decay) over all parameters, model.train() "
                            "every epoch", ("freeze_batchnorm",), _freeze_probe(30, "sgd"),
-                           mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS),
+                           mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS, **_F64),
             Probe("fine-tuning with AdamW (weight decay), a BatchNorm2d with affine=False",
                            ("freeze_batchnorm",), _freeze_probe(31, "adamw", affine_last=False),
-                           mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS),
+                           mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS, **_F64),
             Probe("an optimizer created before the freeze, after two training steps, with "
                            "zero_grad(set_to_none=False)", ("freeze_batchnorm",),
                            _freeze_probe(32, "sgd", before_freeze=2, set_to_none=False),
-                           mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS),
+                           mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS, **_F64),
             Probe("state dicts and a deep copy of the frozen model", ("freeze_batchnorm",),
-                           _checkpoint_probe(33), mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS),
+                           _checkpoint_probe(33), mistakes=_FREEZE_MISTAKES, labels=_FREEZE_LABELS, **_F64),
+        ),
+        "test_folding_check": (
+            Probe("a CNN trained for one epoch with a seed of its own, folded", ("fuse_conv_bn", "folding_check"),
+                  _folding_probe(70), labels=_FOLDING_LABELS, mistakes=("FOLDING_TRAIN_MODE", "FOLDING_BN_KEPT"),
+                  given=with_stand_ins(_folding_probe(70), _stand_in_fuse)),
+        ),
+        "test_fine_tune_and_serve": (
+            Probe("serving requests of 1, 4, 1 and 5 examples after fine-tuning on 48", _BUG,
+                  _serve_probe(80, 48, (1, 4, 1, 5), "serving"), labels=_SERVE_LABELS, mistakes=_BUG_MISTAKES,
+                  given=with_stand_ins(_serve_probe(80, 48, (1, 4, 1, 5), "serving"), _stand_in_freeze)),
+            Probe("fine-tuning on 48 examples, nothing to serve: the backbone and the head afterwards", _BUG,
+                  _serve_probe(81, 48, (), "backbone"), labels=_SERVE_LABELS, mistakes=_BUG_MISTAKES,
+                  given=with_stand_ins(_serve_probe(81, 48, (), "backbone"), _stand_in_freeze)),
+            Probe("fine-tuning on 49 examples (a last batch of one)", _BUG,
+                  _serve_probe(82, 49, (3, 2), "training"), labels=_SERVE_LABELS, mistakes=_BUG_MISTAKES,
+                  given=with_stand_ins(_serve_probe(82, 49, (3, 2), "training"), _stand_in_freeze)),
         ),
     },
     # torch's fusion of a convolution with a BatchNorm (torch.nn.utils.fusion, the

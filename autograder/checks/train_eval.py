@@ -29,6 +29,7 @@ import numpy as np
 from autograder.checks.core import (Assignment, Namespace, Outputs, Probe, ProbeError, raised,
                                    student_generator, student_seed)
 from autograder.checks.core import as_array as _shared_array
+from autograder.checks.core import experiment_numbers, fraction, with_stand_ins
 
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -431,19 +432,106 @@ def _recalibrate_probe(seed: int, build: str, input_shape: tuple[int, ...], size
 # Known mistakes each probe may name (defined in references/train_eval.py)
 
 _STATE_MISTAKES = ("FLOAT_COUNTER", "PLAIN_ATTRIBUTES", "AFFINE_FALSE_TENSORS", "CUMULATIVE_OFF_BY_ONE",
-                   "NONE_AS_DEFAULT", "KERAS_MOMENTUM", "BIASED_RUNNING_VAR")
+                   "NONE_AS_DEFAULT", "KERAS_MOMENTUM", "BIASED_RUNNING_VAR", "CUMULATIVE_FACTOR_FLOAT32",
+                   "BESSEL_WITH_BATCH_SIZE")
 _TRAIN_MISTAKES = ("KERAS_MOMENTUM", "BIASED_RUNNING_VAR", "UNBIASED_NORMALIZATION", "NOT_DETACHED", "NO_COUNTER",
-                   "CUMULATIVE_OFF_BY_ONE", "NONE_AS_DEFAULT", "EPS_OUTSIDE_SQRT", "FLOAT_COUNTER")
+                   "CUMULATIVE_OFF_BY_ONE", "NONE_AS_DEFAULT", "EPS_OUTSIDE_SQRT", "FLOAT_COUNTER", "DEFAULT_EPS_1E6",
+                   "CUMULATIVE_FACTOR_FLOAT32", "BESSEL_WITH_BATCH_SIZE")
 _EVAL_MISTAKES = ("EVAL_BATCH_STATS", "UPDATES_IN_EVAL", "COUNTS_IN_EVAL", "KERAS_MOMENTUM", "BIASED_RUNNING_VAR",
-                  "NOT_DETACHED", "EPS_OUTSIDE_SQRT")
-_GRADIENT_MISTAKES = ("NO_STATS_GRADIENT", "UNBIASED_NORMALIZATION", "EVAL_BATCH_STATS", "EPS_OUTSIDE_SQRT")
+                  "NOT_DETACHED", "EPS_OUTSIDE_SQRT", "DEFAULT_EPS_1E6", "CUMULATIVE_FACTOR_FLOAT32",
+                  "BESSEL_WITH_BATCH_SIZE")
+_GRADIENT_MISTAKES = ("NO_STATS_GRADIENT", "UNBIASED_NORMALIZATION", "EVAL_BATCH_STATS", "EPS_OUTSIDE_SQRT",
+                      "DEFAULT_EPS_1E6", "BESSEL_WITH_BATCH_SIZE")
 _RECALIBRATE_MISTAKES = ("NO_RESET", "KEEPS_MOMENTUM", "MOMENTUM_NOT_RESTORED", "LEFT_IN_TRAINING",
-                         "MODE_RESTORED", "NO_TRAIN_PASS")
+                         "MODE_RESTORED", "NO_TRAIN_PASS",
+                         "FIRST_BATCH_CONSUMED")
 
 # ---------------------------------------------------------------------------
 
+# Float64 throughout: a right answer agrees with PyTorch to about 1e-13, float32 arithmetic only to about 1e-7.
+_F64 = {"rtol": 1e-9, "atol": 1e-11}
+
 _TRAIN_SHAPES_2D = [(4, 3), (2, 3), (5, 3)]
 _TRAIN_SHAPES_4D = [(2, 3, 2, 2), (3, 3, 1, 2), (2, 3, 3, 1)]
+
+# ---------------------------------------------------------------------------
+# The experiment: train_vs_eval_accuracy
+#
+# Trained networks differ between correct implementations, so the probe returns
+# what any correct one shows, with wide margins (measured over 24 seeds with two
+# epochs: evaluation mode 0.89 to 0.97 at every batch size; training mode with
+# batches of 2 0.58 to 0.69, at least 0.25 below evaluation mode, with batches of
+# 100 within 0.07 of it; the shifted digits 0.09 to 0.36 before recalibration, at
+# least 0.6 below evaluation mode, and 0.78 to 0.94 after).
+
+
+def _stand_in_layers() -> dict[str, Any]:
+    """For the experiment's given-run: known mistakes that do not matter to it.
+
+    ``BatchNorm``: PyTorch's layer with eps fixed at 1e-3 whatever it is given;
+    ``recalibrate_bn``: a recalibration that leaves every momentum at None.
+    """
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    class StandInBatchNorm(_BatchNorm):
+        def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+            super().__init__(num_features, 1e-3, momentum, affine, track_running_stats)
+
+        def _check_input_dim(self, input: Any) -> None:
+            if input.dim() not in (2, 3, 4):
+                raise ValueError(f"expected 2-D, 3-D or 4-D input (got {input.dim()}-D input)")
+
+    def recalibrate_keeping_momentum_none(model, batches):
+        for layer in model.modules():
+            if getattr(layer, "track_running_stats", False) and getattr(layer, "running_mean", None) is not None:
+                with torch.no_grad():
+                    layer.running_mean.zero_()
+                    layer.running_var.fill_(1.0)
+                    layer.num_batches_tracked.zero_()
+                layer.momentum = None
+        model.train()
+        with torch.no_grad():
+            for batch in batches:
+                model(batch[0] if isinstance(batch, (tuple, list)) else batch)
+        return model.eval()
+
+    return {"BatchNorm": StandInBatchNorm, "recalibrate_bn": recalibrate_keeping_momentum_none}
+
+
+def _experiment_probe(seed: int):
+    def run(ns: Namespace) -> Outputs:
+        result = ns["train_vs_eval_accuracy"]([2, 100], seed=student_seed(seed) % 2**31, epochs=2)
+        curves = experiment_numbers(result, "train_vs_eval_accuracy", ("train_mode", "eval_mode"), 2)
+        shift = experiment_numbers(result, "train_vs_eval_accuracy", ("shifted", "shifted_recalibrated"))
+        train, evaluation = curves["train_mode"], curves["eval_mode"]
+        before, after = float(shift["shifted"]), float(shift["shifted_recalibrated"])
+        return {
+            "fractions": fraction(np.concatenate([train, evaluation, [before, after]])),
+            "trained": np.array(bool(evaluation[1] > 0.8)),
+            "eval_constant": np.array(bool(abs(evaluation[0] - evaluation[1]) <= 0.01)),
+            "train_small": np.array(bool(train[0] < evaluation[0] - 0.1)),
+            "train_large": np.array(bool(abs(train[1] - evaluation[1]) <= 0.1)),
+            "shift_hurts": np.array(bool(before < evaluation[1] - 0.2)),
+            "recalibration_helps": np.array(bool(after > before + 0.2 and after > 0.7)),
+        }
+
+    return run
+
+
+_EXPERIMENT_LABELS = {
+    "fractions": "whether every accuracy is a number in [0, 1]",
+    "trained": "whether the trained model reaches 0.8 in evaluation mode",
+    "eval_constant": "whether the evaluation-mode accuracy is the same with batches of 2 and of 100 "
+                     "(within 0.01)",
+    "train_small": "whether training mode with batches of 2 is worse than evaluation mode by more than 0.1",
+    "train_large": "whether training mode with batches of 100 is within 0.1 of evaluation mode",
+    "shift_hurts": "whether the shifted digits lose more than 0.2 of accuracy in evaluation mode",
+    "recalibration_helps": "whether recalibrating on the shifted training images gains more than 0.2 on the "
+                           "shifted digits (and reaches 0.7)",
+}
+_EXPERIMENT = ("BatchNorm", "recalibrate_bn", "train_vs_eval_accuracy")
+
 
 ASSIGNMENT = Assignment(
     name="train_eval",
@@ -451,89 +539,97 @@ ASSIGNMENT = Assignment(
     tests={
         "test_BatchNorm_structure": (
             Probe("parameters and buffers of BatchNorm(5)", ("BatchNorm",), _structure_probe(5, {}),
-                  mistakes=_STATE_MISTAKES, labels=_STRUCTURE_LABELS),
+                  mistakes=_STATE_MISTAKES, **_F64, labels=_STRUCTURE_LABELS),
             Probe("parameters and buffers of BatchNorm(4, affine=False)", ("BatchNorm",),
-                  _structure_probe(4, {"affine": False}), mistakes=_STATE_MISTAKES, labels=_STRUCTURE_LABELS),
+                  _structure_probe(4, {"affine": False}), mistakes=_STATE_MISTAKES, **_F64, labels=_STRUCTURE_LABELS),
             Probe("parameters and buffers of BatchNorm(3, track_running_stats=False)", ("BatchNorm",),
-                  _structure_probe(3, {"track_running_stats": False}), mistakes=_STATE_MISTAKES,
+                  _structure_probe(3, {"track_running_stats": False}), mistakes=_STATE_MISTAKES, **_F64,
                   labels=_STRUCTURE_LABELS),
             Probe("loading a state dict saved by torch (counter at 7), then evaluating and training with "
-                  "momentum=None", ("BatchNorm",), _state_dict_from_torch_probe(10), mistakes=_STATE_MISTAKES),
+                  "momentum=None", ("BatchNorm",), _state_dict_from_torch_probe(10), mistakes=_STATE_MISTAKES, **_F64),
             Probe("the state dict after two training steps, as torch would load it", ("BatchNorm",),
-                  _state_dict_to_torch_probe(20), mistakes=_STATE_MISTAKES),
+                  _state_dict_to_torch_probe(20), mistakes=_STATE_MISTAKES, **_F64),
         ),
         "test_BatchNorm_train": (
             Probe("three training steps on (N, 3) batches of 4, 2 and 5", ("BatchNorm",),
-                  _training_probe(30, _TRAIN_SHAPES_2D, {}), mistakes=_TRAIN_MISTAKES,
+                  _training_probe(30, _TRAIN_SHAPES_2D, {}), mistakes=_TRAIN_MISTAKES, **_F64,
                   labels=_step_labels(3)),
             Probe("three training steps on (N, 3, L) batches with momentum=0.3 and eps=0.1", ("BatchNorm",),
                   _training_probe(31, [(2, 3, 2), (3, 3, 1), (1, 3, 4)], {"momentum": 0.3, "eps": 0.1}),
-                  mistakes=_TRAIN_MISTAKES, labels=_step_labels(3)),
+                  mistakes=_TRAIN_MISTAKES, **_F64, labels=_step_labels(3)),
             Probe("three training steps on (N, 3, H, W) batches", ("BatchNorm",),
-                  _training_probe(32, _TRAIN_SHAPES_4D, {}), mistakes=_TRAIN_MISTAKES, labels=_step_labels(3)),
+                  _training_probe(32, _TRAIN_SHAPES_4D, {}), mistakes=_TRAIN_MISTAKES, **_F64, labels=_step_labels(3)),
             Probe("four training steps with momentum=None (the cumulative average)", ("BatchNorm",),
                   _training_probe(33, [(3, 2), (2, 2), (6, 2), (2, 2)], {"momentum": None}),
-                  mistakes=_TRAIN_MISTAKES, labels=_step_labels(4)),
-            Probe("training steps with affine=False", ("BatchNorm",),
+                  mistakes=_TRAIN_MISTAKES, **_F64, labels=_step_labels(4)),
+            Probe("two training steps on (N, 4, 2) batches with affine=False", ("BatchNorm",),
                   _training_probe(34, [(3, 4, 2), (2, 4, 2)], {"affine": False}),
-                  mistakes=_TRAIN_MISTAKES, labels=_step_labels(2)),
-            Probe("training steps with track_running_stats=False", ("BatchNorm",),
+                  mistakes=_TRAIN_MISTAKES, **_F64, labels=_step_labels(2)),
+            Probe("training steps on a (3, 4) and a (2, 4, 3, 1) batch with track_running_stats=False",
+                  ("BatchNorm",),
                   _training_probe(35, [(3, 4), (2, 4, 3, 1)], {"track_running_stats": False}),
-                  mistakes=_TRAIN_MISTAKES, labels=_step_labels(2)),
+                  mistakes=_TRAIN_MISTAKES, **_F64, labels=_step_labels(2)),
             Probe("training batches with a single value per channel", ("BatchNorm",), _batch_of_one_probe(36),
-                  mistakes=("NO_BATCH_OF_ONE_ERROR",), labels=_BATCH_OF_ONE_LABELS),
+                  mistakes=("NO_BATCH_OF_ONE_ERROR",), **_F64, labels=_BATCH_OF_ONE_LABELS),
         ),
         "test_BatchNorm_eval": (
             Probe("evaluation mode before any training step", ("BatchNorm",),
                   _eval_probe(40, [("eval", (3, 4)), ("eval", (1, 4))], {}),
-                  mistakes=_EVAL_MISTAKES, labels=_step_labels(2)),
+                  mistakes=_EVAL_MISTAKES, **_F64, labels=_step_labels(2)),
             Probe("training, evaluation, training, evaluation on (N, 3) batches", ("BatchNorm",),
                   _eval_probe(41, [("train", (4, 3)), ("train", (2, 3)), ("eval", (3, 3)), ("eval", (1, 3)),
                                    ("train", (3, 3)), ("eval", (2, 3))], {}),
-                  mistakes=_EVAL_MISTAKES, labels=_step_labels(6)),
+                  mistakes=_EVAL_MISTAKES, **_F64, labels=_step_labels(6)),
             Probe("training and evaluation on (N, 2, H, W) batches with momentum=0.5 and eps=0.01",
                   ("BatchNorm",),
                   _eval_probe(42, [("train", (2, 2, 2, 3)), ("eval", (3, 2, 2, 2)), ("train", (1, 2, 3, 2)),
                                    ("eval", (1, 2, 1, 1))], {"momentum": 0.5, "eps": 0.01}),
-                  mistakes=_EVAL_MISTAKES, labels=_step_labels(4)),
+                  mistakes=_EVAL_MISTAKES, **_F64, labels=_step_labels(4)),
             Probe("training and evaluation with momentum=None on (N, 3, L) batches", ("BatchNorm",),
                   _eval_probe(43, [("train", (2, 3, 2)), ("eval", (2, 3, 2)), ("train", (3, 3, 1)),
                                    ("eval", (1, 3, 3))], {"momentum": None}),
-                  mistakes=_EVAL_MISTAKES, labels=_step_labels(4)),
+                  mistakes=_EVAL_MISTAKES, **_F64, labels=_step_labels(4)),
             Probe("evaluation mode with track_running_stats=False (batch statistics)", ("BatchNorm",),
                   _eval_probe(44, [("train", (3, 3)), ("eval", (4, 3)), ("eval", (2, 3, 2, 2))],
                               {"track_running_stats": False}),
-                  mistakes=_EVAL_MISTAKES, labels=_step_labels(3)),
+                  mistakes=_EVAL_MISTAKES, **_F64, labels=_step_labels(3)),
         ),
         "test_BatchNorm_gradients": (
             Probe("gradients in training mode, (N, C) batch of 3", ("BatchNorm",),
-                  _gradient_probe(50, [], "train", (3, 4), {}), mistakes=_GRADIENT_MISTAKES,
+                  _gradient_probe(50, [], "train", (3, 4), {}), mistakes=_GRADIENT_MISTAKES, **_F64,
                   labels=_GRADIENT_LABELS),
-            Probe("gradients in training mode, (N, C, H, W) batch", ("BatchNorm",),
-                  _gradient_probe(51, [], "train", (2, 3, 2, 2), {"eps": 0.1}), mistakes=_GRADIENT_MISTAKES,
+            Probe("gradients in training mode, (N, C, H, W) batch with eps=0.1", ("BatchNorm",),
+                  _gradient_probe(51, [], "train", (2, 3, 2, 2), {"eps": 0.1}), mistakes=_GRADIENT_MISTAKES, **_F64,
                   labels=_GRADIENT_LABELS),
             Probe("gradients in evaluation mode after two training steps", ("BatchNorm",),
                   _gradient_probe(52, [(4, 3, 2), (2, 3, 2)], "eval", (3, 3, 2), {}),
-                  mistakes=_GRADIENT_MISTAKES, labels=_GRADIENT_LABELS),
+                  mistakes=_GRADIENT_MISTAKES, **_F64, labels=_GRADIENT_LABELS),
             Probe("gradients with affine=False in training mode", ("BatchNorm",),
-                  _gradient_probe(53, [], "train", (2, 3, 3), {"affine": False}), mistakes=_GRADIENT_MISTAKES,
+                  _gradient_probe(53, [], "train", (2, 3, 3), {"affine": False}), mistakes=_GRADIENT_MISTAKES, **_F64,
                   labels=_GRADIENT_LABELS),
             Probe("gradients in evaluation mode with track_running_stats=False", ("BatchNorm",),
                   _gradient_probe(54, [(3, 2)], "eval", (4, 2), {"track_running_stats": False}),
-                  mistakes=_GRADIENT_MISTAKES, labels=_GRADIENT_LABELS),
+                  mistakes=_GRADIENT_MISTAKES, **_F64, labels=_GRADIENT_LABELS),
         ),
         "test_recalibrate_bn": (
             Probe("an MLP with torch's BatchNorm1d layers, batches given as a list of tensors",
                   ("recalibrate_bn",), _recalibrate_probe(60, "mlp", (4,), [8, 3, 5, 2], "tensors", "eval"),
-                  mistakes=_RECALIBRATE_MISTAKES),
+                  mistakes=_RECALIBRATE_MISTAKES, **_F64),
             Probe("a CNN with BatchNorm2d and BatchNorm1d layers (momentum=None, affine=False, "
                   "track_running_stats=False), batches given as (input, label) tuples by a generator",
                   ("recalibrate_bn",), _recalibrate_probe(61, "cnn", (2, 4, 4), [3, 2, 4], "tuples", "train"),
-                  mistakes=_RECALIBRATE_MISTAKES),
+                  mistakes=_RECALIBRATE_MISTAKES, **_F64),
             Probe("an MLP built from your own BatchNorm, batches given as [input, label] lists",
                   ("BatchNorm", "recalibrate_bn"), _recalibrate_probe(62, "own", (4,), [4, 6, 2], "lists", "train"),
-                  mistakes=_RECALIBRATE_MISTAKES + ("ONLY_TORCH_LAYERS",),
+                  mistakes=_RECALIBRATE_MISTAKES + ("ONLY_TORCH_LAYERS",), **_F64,
                   given=_with_stand_in(_recalibrate_probe(62, "own", (4,), [4, 6, 2], "lists", "train"))),
+        ),
+        "test_train_vs_eval_accuracy": (
+            Probe("a CNN of your BatchNorm layers trained for 2 epochs with a seed of its own, measured with "
+                  "batches of 2 and of 100 and on shifted digits", _EXPERIMENT, _experiment_probe(70),
+                  labels=_EXPERIMENT_LABELS, given=with_stand_ins(_experiment_probe(70), _stand_in_layers),
+                  mistakes=("EXPERIMENT_NO_EVAL", "EXPERIMENT_OLD_DOMAIN", "EXPERIMENT_MODES_SWAPPED",
+                            "EXPERIMENT_SHIFTED_IN_TRAINING_MODE")),
         ),
     },
     # torch's batch norm functions in all their spellings, its lazy layers,

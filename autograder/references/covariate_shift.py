@@ -79,14 +79,22 @@ def reference() -> Namespace:
 
 def _stats_variant(*, correction: int = 0, axis: str = "features", modules: str = "all",
                    keep: str = "all", remove: str = "finally", record: str = "input",
-                   detach: bool = True, mode: str | None = None, restore_mode: str | None = None):
-    """layer_input_stats with one switch flipped."""
+                   detach: bool = True, mode: str | None = None, restore_mode: str | None = None,
+                   eps: float = 0.0, dtype: str | None = None):
+    """layer_input_stats with one switch flipped.
+
+    ``modules``: ``"all"``, ``"children"`` or ``"all but the model"`` (``named_modules()`` without its
+    first entry, the model itself); ``eps``: added to the variance under the square root; ``dtype``: the
+    recorded inputs converted to it (``"float32"``) before the statistics.
+    """
 
     def layer_input_stats(model, x):
         import torch
 
         if modules == "all":
             named = list(model.named_modules())
+        elif modules == "all but the model":
+            named = list(model.named_modules())[1:]
         else:
             named = list(model.named_children())
         seen: dict[str, list[torch.Tensor]] = {}
@@ -98,6 +106,7 @@ def _stats_variant(*, correction: int = 0, axis: str = "features", modules: str 
             def hook(module, inputs, output, name=name):
                 value = inputs[0] if record == "input" else output
                 value = value.detach() if detach else value
+                value = value.float() if dtype == "float32" else value
                 if axis in ("features", "samples"):
                     value = value.reshape(-1, value.shape[-1])
                 if keep == "last":
@@ -132,7 +141,9 @@ def _stats_variant(*, correction: int = 0, axis: str = "features", modules: str 
         for name, chunks in seen.items():
             values = torch.cat(chunks)
             dim = -1 if axis == "samples" else 0
-            stats[name] = (values.mean(dim=dim), values.var(dim=dim, correction=correction).sqrt())
+            std = (values.var(dim=dim, correction=correction) + eps).sqrt() if eps else \
+                values.std(dim=dim, correction=correction)
+            stats[name] = (values.mean(dim=dim), std)
         return stats
 
     return layer_input_stats
@@ -181,6 +192,15 @@ EVAL_THEN_TRAIN = _stats_mistake(
 CLEARED_ALL_HOOKS = _stats_mistake(
     "every forward hook of the model was cleared, the user's own too: remove only your own hooks, with the "
     "handles that register_forward_hook returns", remove="clear")
+STD_WITH_EPS = _stats_mistake(
+    "an eps added to the variance (sqrt(var + eps)): these are plain statistics, the standard deviation "
+    "is sqrt(var) with nothing added", eps=1e-5)
+STATS_IN_FLOAT32 = _stats_mistake(
+    "the inputs converted to float32 (.float()) before the statistics: keep their dtype, float64 here "
+    "(float32 keeps only about 7 significant digits)", dtype="float32")
+MODEL_ITSELF_SKIPPED = _stats_mistake(
+    "the model itself skipped (named_modules() without its first entry): a model that is itself a Linear "
+    "layer is one of the layers, named \"\"", modules="all but the model")
 GRAPH_KEPT = _stats_mistake(
     "the statistics carry autograd history: detach the recorded inputs (or compute under torch.no_grad())",
     detach=False)
@@ -188,8 +208,12 @@ GRAPH_KEPT = _stats_mistake(
 
 def _landscape_variant(*, sign: float = -1.0, start: str = "theta", direction: str = "fixed",
                        norm: str = "joint", mode: str | None = None, grads: str = "autograd",
-                       restore: str = "copy", normalize: bool = False, detach: bool = True):
-    """loss_along_gradient with one switch flipped, written on the model in place or on a copy."""
+                       restore: str = "copy", normalize: bool = False, detach: bool = True,
+                       grad_dtype: str | None = None):
+    """loss_along_gradient with one switch flipped, written on the model in place or on a copy.
+
+    ``grad_dtype``: the gradients converted to it (``"float32"``) before they are compared.
+    """
 
     def loss_along_gradient(model, loss_fn, x, y, step_sizes):
         import copy
@@ -213,6 +237,8 @@ def _landscape_variant(*, sign: float = -1.0, start: str = "theta", direction: s
                 found = [p.grad.clone() for p in params]
             else:
                 found = list(torch.autograd.grad(loss, params))
+            if grad_dtype == "float32":
+                found = [f.float() for f in found]
             return (loss.detach() if detach else loss), found
 
         _, g0 = gradient()
@@ -278,6 +304,9 @@ ACCUMULATED_GRAD = _landscape_mistake(
     "torch.autograd.grad, and put the original .grad back", grads="backward", restore="params")
 NORMALIZED_STEP = _landscape_mistake(
     "steps along the unit vector g / ||g||: the step is eta * g itself, not normalized", normalize=True)
+GRADIENT_IN_FLOAT32 = _landscape_mistake(
+    "the gradients converted to float32 before their change is measured: keep their dtype, float64 here "
+    "(float32 keeps only about 7 significant digits, and g(eta) - g cancels most of them)", grad_dtype="float32")
 RESULTS_KEEP_GRAPH = _landscape_mistake(
     "the returned tensors carry autograd history: detach the losses and the norms (or compute them under "
     "torch.no_grad())", detach=False)
@@ -293,3 +322,60 @@ RUNNING_STATS_CHANGED = _landscape_mistake(
 
 
 MISTAKES: dict[str, Mistake] = {name: value for name, value in globals().items() if isinstance(value, Mistake)}
+
+
+# ---------------------------------------------------------------------------
+# The experiment (added with it): the notebook's MLP and data, the reference's own statistics
+
+from autograder.references.setup_cells import one_thread  # noqa: E402
+
+_reference_of_the_instruments = reference
+
+
+def reference() -> Namespace:  # noqa: F811 - extends the reference above
+    namespace = dict(_reference_of_the_instruments())
+    namespace["drift_with_and_without_bn"] = _reference_drift
+    return namespace
+
+
+@one_thread
+def _reference_drift(steps=100, every=10, lr=0.1, seed=0, *, swapped=False, from_zero=False):
+    """The experiment with the reference's statistics (the keywords make its known mistakes)."""
+    import torch
+    import torch.nn.functional as F
+
+    from autograder.references.setup_cells import setup_namespace
+
+    h = setup_namespace("covariate_shift")
+    stats_of = _reference_of_the_instruments()["layer_input_stats"]
+    x, y = h["X_DIGITS"], h["Y_DIGITS"]
+
+    def drifts(start, now):
+        return [float(((now[k][0] - start[k][0]).abs().mean() + (now[k][1] - start[k][1]).abs().mean())
+                      / start[k][1].mean()) for k in start]
+
+    result = {"steps": list(range(0, steps, every)) if from_zero else list(range(every, steps + 1, every))}
+    for batch_norm, key in ((False, "without_bn"), (True, "with_bn")):
+        model = h["make_mlp"](batch_norm != swapped, seed=seed)
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        start, rows = stats_of(model, x), []
+        for step in range(1, steps + 1):
+            if from_zero and (step - 1) % every == 0:
+                rows.append(drifts(start, stats_of(model, x)))
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            if not from_zero and step % every == 0:
+                rows.append(drifts(start, stats_of(model, x)))
+        result[key] = rows
+    return result
+
+
+import functools  # noqa: E402
+
+DRIFT_SWAPPED = Mistake("the drifts with and without batch norm swapped",
+                        {"drift_with_and_without_bn": functools.partial(_reference_drift, swapped=True)})
+DRIFT_FROM_STEP_ZERO = Mistake(
+    "measurements taken before the step instead of after it (steps 0, every, ...): measure after steps every, "
+    "2 * every, ..., steps", {"drift_with_and_without_bn": functools.partial(_reference_drift, from_zero=True)})
+MISTAKES.update(DRIFT_SWAPPED=DRIFT_SWAPPED, DRIFT_FROM_STEP_ZERO=DRIFT_FROM_STEP_ZERO)

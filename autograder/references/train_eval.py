@@ -54,12 +54,20 @@ def _scratch_batchnorm(keras_momentum: bool = False, biased_running_var: bool = 
                        update_in_eval: bool = False, cumulative_off_by_one: bool = False,
                        none_as_default: bool = False, eps_outside_sqrt: bool = False,
                        error_on_one: bool = True, stats_gradient: bool = True, affine_none: bool = True,
-                       float_counter: bool = False, buffers: bool = True):
-    """A from-scratch BatchNorm with one switch flipped (with every default: correct)."""
+                       float_counter: bool = False, buffers: bool = True, default_eps: float = 1e-5,
+                       factor_float32: bool = False, bessel_batch_size: bool = False):
+    """A from-scratch BatchNorm with one switch flipped (with every default: correct).
+
+    ``buffers``: False keeps ``running_mean`` and ``running_var`` as plain float32 attributes (the counter
+    stays a buffer); ``default_eps``: the default of ``eps``; ``factor_float32``: the cumulative factor
+    1 / num_batches_tracked computed in float32 (``num_batches_tracked.float()``);
+    ``bessel_batch_size``: the running variance corrected with N / (N - 1), N the batch size, instead of
+    n / (n - 1), n the number of values per channel.
+    """
     import torch
 
     class BatchNorm(torch.nn.Module):
-        def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        def __init__(self, num_features, eps=default_eps, momentum=0.1, affine=True, track_running_stats=True):
             super().__init__()
             self.num_features, self.eps, self.momentum = num_features, eps, momentum
             self.affine, self.track_running_stats = affine, track_running_stats
@@ -79,9 +87,9 @@ def _scratch_batchnorm(keras_momentum: bool = False, biased_running_var: bool = 
                     self.register_buffer("running_var", torch.ones(num_features))
                     self.register_buffer("num_batches_tracked", counter)
                 else:
-                    self.running_mean = torch.zeros(num_features, dtype=torch.float64)
-                    self.running_var = torch.ones(num_features, dtype=torch.float64)
-                    self.num_batches_tracked = counter
+                    self.running_mean = torch.zeros(num_features)
+                    self.running_var = torch.ones(num_features)
+                    self.register_buffer("num_batches_tracked", counter)
             else:
                 self.running_mean = self.running_var = self.num_batches_tracked = None
 
@@ -90,7 +98,7 @@ def _scratch_batchnorm(keras_momentum: bool = False, biased_running_var: bool = 
             shape = [1, -1] + [1] * (x.dim() - 2)
             use_batch = self.training or not self.track_running_stats or eval_batch_stats
             update = (self.track_running_stats and (self.training or update_in_eval)
-                      and x.numel() // x.shape[1] > 1)
+                      and (x.numel() // x.shape[1] > 1 or not error_on_one))
             if use_batch and error_on_one and x.numel() // x.shape[1] == 1:
                 raise ValueError("Expected more than 1 value per channel when training")
             if self.track_running_stats and count and (self.training or count_in_eval):
@@ -99,11 +107,16 @@ def _scratch_batchnorm(keras_momentum: bool = False, biased_running_var: bool = 
                 if self.momentum is None and not none_as_default:
                     t = float(self.num_batches_tracked) + (1 if cumulative_off_by_one else 0)
                     factor = 1.0 / max(t, 1.0)
+                    if factor_float32:
+                        factor = 1.0 / self.num_batches_tracked.float()
                 else:
                     factor = 0.1 if self.momentum is None else self.momentum
                     factor = 1.0 - factor if keras_momentum else factor
                 new_mean = x.mean(dim=dims)
                 new_var = x.var(dim=dims, unbiased=not biased_running_var)
+                if bessel_batch_size:
+                    big_n = x.shape[0]
+                    new_var = x.var(dim=dims, unbiased=False) * big_n / (big_n - 1)
                 if detach:
                     new_mean, new_var = new_mean.detach(), new_var.detach()
                 self.running_mean = (1 - factor) * self.running_mean + factor * new_mean
@@ -169,14 +182,26 @@ FLOAT_COUNTER = _batchnorm_mistake(
 PLAIN_ATTRIBUTES = _batchnorm_mistake(
     "running statistics stored as plain attributes: register them with register_buffer so that they "
     "are in the state dict and follow .double() and .to()", buffers=False)
+DEFAULT_EPS_1E6 = _batchnorm_mistake(
+    "a default eps of 1e-6: the default is eps=1e-5, as in torch.nn.BatchNorm1d", default_eps=1e-6)
+CUMULATIVE_FACTOR_FLOAT32 = _batchnorm_mistake(
+    "the cumulative factor 1 / num_batches_tracked computed in float32 (.float()): the module is float64, "
+    "keep the factor a Python float (1.0 / num_batches_tracked.item())", factor_float32=True)
+BESSEL_WITH_BATCH_SIZE = _batchnorm_mistake(
+    "the running variance corrected with N / (N - 1), N the batch size: the correction counts the values "
+    "per channel, n = N * L or N * H * W, so it is n / (n - 1)", bessel_batch_size=True)
 NO_BATCH_OF_ONE_ERROR = _batchnorm_mistake(
     "no error for a training batch with one value per channel: raise ValueError", error_on_one=False)
 
 
 def _wrong_recalibrate(reset_counter: bool = True, cumulative: bool = True, restore: bool = True,
                        final_eval: bool = True, train_pass: bool = True, restore_mode: bool = False,
-                       own_layers: bool = True):
-    """torch's recalibration with one step wrong."""
+                       own_layers: bool = True, peek_first: bool = False):
+    """torch's recalibration with one step wrong.
+
+    ``peek_first``: ``next(iter(batches))`` looks at the first batch before the loop, which consumes it
+    when ``batches`` is a generator.
+    """
     import torch
     from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -195,6 +220,8 @@ def _wrong_recalibrate(reset_counter: bool = True, cumulative: bool = True, rest
             if cumulative:
                 layer.momentum = None
         model.train(train_pass)
+        if peek_first:
+            next(iter(batches))
         with torch.no_grad():
             for batch in batches:
                 model(batch[0] if isinstance(batch, (tuple, list)) else batch)
@@ -230,8 +257,73 @@ MODE_RESTORED = _recalibrate_mistake(
 NO_TRAIN_PASS = _recalibrate_mistake(
     "the pass run in evaluation mode: BatchNorm layers update their statistics only in training mode",
     train_pass=False)
+FIRST_BATCH_CONSUMED = _recalibrate_mistake(
+    "the first batch lost: next(iter(batches)) consumes it when batches is a generator, which can be read "
+    "only once; go through batches once, in the loop that feeds the model", peek_first=True)
 ONLY_TORCH_LAYERS = Mistake(
     "only torch's BatchNorm layers recalibrated: layers of your own BatchNorm class must be too",
     {"recalibrate_bn": _wrong_recalibrate(own_layers=False), "BatchNorm": _scratch_batchnorm()})
 
 MISTAKES: dict[str, Mistake] = {name: value for name, value in globals().items() if isinstance(value, Mistake)}
+
+
+# ---------------------------------------------------------------------------
+# The experiment (added with it): PyTorch's layers in the notebook's own CNN and training loop
+
+from autograder.references.setup_cells import one_thread  # noqa: E402
+
+_reference_of_the_layer = reference
+
+
+def reference() -> Namespace:  # noqa: F811 - extends the reference above
+    namespace = dict(_reference_of_the_layer())
+    namespace["train_vs_eval_accuracy"] = _reference_train_vs_eval_accuracy
+    return namespace
+
+
+@one_thread
+def _reference_train_vs_eval_accuracy(batch_sizes, seed=0, epochs=3, *, evaluates=True, new_domain=True,
+                                      swapped=False, shifted_mode="eval"):
+    """The experiment with PyTorch's layers (the keywords make its known mistakes)."""
+    import copy
+
+    from autograder.references.setup_cells import setup_namespace
+
+    h = setup_namespace("train_eval")
+    layers = _reference_of_the_layer()
+    model = h["train_model"](h["make_cnn"](layers["BatchNorm"], seed=seed), h["X_TRAIN"], h["Y_TRAIN"],
+                             epochs=epochs, seed=seed)
+    model.train(not evaluates)
+    train_mode = [h["accuracy"](copy.deepcopy(model).train(), h["X_VAL"], h["Y_VAL"], b) for b in batch_sizes]
+    eval_mode = [h["accuracy"](model, h["X_VAL"], h["Y_VAL"], b) for b in batch_sizes]
+    shifted = h["shift_domain"](h["X_VAL"])
+    source = h["shift_domain"](h["X_TRAIN"]) if new_domain else h["X_TRAIN"]
+    adapted = layers["recalibrate_bn"](copy.deepcopy(model), list(source.split(64)))
+    if swapped:
+        train_mode, eval_mode = eval_mode, train_mode
+    measured = copy.deepcopy(model).train() if shifted_mode == "train" else model
+    return {"batch_sizes": list(batch_sizes), "train_mode": train_mode, "eval_mode": eval_mode,
+            "shifted": h["accuracy"](measured, shifted, h["Y_VAL"]),
+            "shifted_recalibrated": h["accuracy"](adapted, shifted, h["Y_VAL"])}
+
+
+import functools  # noqa: E402
+
+EXPERIMENT_NO_EVAL = Mistake(
+    "the model never put in evaluation mode: its \"evaluation-mode\" accuracy is measured in training mode, with "
+    "batch statistics; call model.eval() after training",
+    {"train_vs_eval_accuracy": functools.partial(_reference_train_vs_eval_accuracy, evaluates=False)})
+EXPERIMENT_OLD_DOMAIN = Mistake(
+    "the model recalibrated on the original training images: recalibrate on the shifted ones, "
+    "shift_domain(X_TRAIN), to adapt to the new scanner",
+    {"train_vs_eval_accuracy": functools.partial(_reference_train_vs_eval_accuracy, new_domain=False)})
+EXPERIMENT_MODES_SWAPPED = Mistake(
+    "the training-mode and evaluation-mode accuracies swapped",
+    {"train_vs_eval_accuracy": functools.partial(_reference_train_vs_eval_accuracy, swapped=True)})
+EXPERIMENT_SHIFTED_IN_TRAINING_MODE = Mistake(
+    "the shifted digits measured in training mode before recalibration: measure them in evaluation mode, "
+    "with the running statistics of the original domain",
+    {"train_vs_eval_accuracy": functools.partial(_reference_train_vs_eval_accuracy, shifted_mode="train")})
+MISTAKES.update(EXPERIMENT_NO_EVAL=EXPERIMENT_NO_EVAL, EXPERIMENT_OLD_DOMAIN=EXPERIMENT_OLD_DOMAIN,
+                EXPERIMENT_MODES_SWAPPED=EXPERIMENT_MODES_SWAPPED,
+                EXPERIMENT_SHIFTED_IN_TRAINING_MODE=EXPERIMENT_SHIFTED_IN_TRAINING_MODE)

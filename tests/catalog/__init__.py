@@ -21,3 +21,7 @@ class WrongImplementation:
     #: Test cells of other graded names this mistake may also cost, each with the reason it cannot be
     #: helped (the other function cannot even be called without this one's output).
     couples: tuple[tuple[str, str], ...] = ()
+    #: When the feedback names no known mistake: a substring of the message that names the problem by
+    #: itself (a ProbeError such as "should return a tuple (out, cache)", an exception that says it all,
+    #: or the source policy's "uses `batch_norm`"). ``tests/test_catalog.py`` requires one or the other.
+    named_by: str = ""

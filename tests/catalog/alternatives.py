@@ -37,13 +37,13 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         out = out + bias
     return out
-'''),
+''', named_by="object of type 'int' has no len()"),
     W("layer-norm-calls-library", "layer_norm", '''
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)
     return F.layer_norm(x, tuple(normalized_shape), weight, bias, eps)
-'''),
+''', named_by='uses `layer_norm`'),
     W("group-norm-groups-in-wrong-order", "group_norm", '''
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     n, c = x.shape[0], x.shape[1]
@@ -84,7 +84,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         out = out + bias.view(1, c, 1, 1)
     return out
-'''),
+''', named_by='not enough values to unpack (expected 4'),
     W("group-norm-statistics-detached", "group_norm", '''
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     n, c = x.shape[0], x.shape[1]
@@ -132,7 +132,7 @@ def instance_norm(x, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         out = out + bias.reshape(shape)
     return out
-'''),
+''', named_by='uses `batch_norm`'),
     W("rms-norm-subtracts-mean", "rms_norm", '''
 def rms_norm(x, normalized_shape, weight=None, eps=None):
     if isinstance(normalized_shape, int):
@@ -201,7 +201,7 @@ def weight_norm(v, g, dim=0):
     W("weight-norm-calls-library", "weight_norm", '''
 def weight_norm(v, g, dim=0):
     return g * v / torch.norm_except_dim(v, 2, dim)
-'''),
+''', named_by='uses `norm_except_dim`'),
     W("batch-renorm-r-d-not-detached", "batch_renorm", '''
 def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1e-5):
     mean_b = x.mean(dim=0)
@@ -252,3 +252,100 @@ def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1
     return weight * ((x - mean_b) / sigma_b * r + d) + bias
 '''),
 ]
+
+# Near misses: a right answer but for one small slip, which must still lose points (and be named).
+WRONG += [
+    W("layer-norm-in-float32", "layer_norm", '''
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    dims = tuple(range(-len(normalized_shape), 0))
+    x32 = x.float()  # statistics in float32, as on a GPU
+    mean = x32.mean(dim=dims, keepdim=True)
+    var = x32.var(dim=dims, unbiased=False, keepdim=True)
+    out = ((x32 - mean) / torch.sqrt(var + eps)).to(x.dtype)
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+'''),
+    W("layer-norm-default-eps-1e-6", "layer_norm", '''
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-6):
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    dims = tuple(range(-len(normalized_shape), 0))
+    mean = x.mean(dim=dims, keepdim=True)
+    var = x.var(dim=dims, unbiased=False, keepdim=True)
+    out = (x - mean) / torch.sqrt(var + eps)
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+'''),
+    W("rms-norm-float32-eps-always", "rms_norm", '''
+def rms_norm(x, normalized_shape, weight=None, eps=None):
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    if eps is None:
+        eps = torch.finfo(torch.float32).eps
+    dims = tuple(range(-len(normalized_shape), 0))
+    out = x / torch.sqrt(x.pow(2).mean(dim=dims, keepdim=True) + eps)
+    if weight is not None:
+        out = out * weight
+    return out
+'''),
+    W("weight-norm-eps-in-the-norm", "weight_norm", '''
+def weight_norm(v, g, dim=0):
+    if dim is None or dim == -1:
+        norm = torch.sqrt(v.pow(2).sum())
+    else:
+        dim = dim % v.dim()
+        other_dims = [d for d in range(v.dim()) if d != dim]
+        norm = torch.sqrt(v.pow(2).sum(dim=other_dims, keepdim=True))
+    return g * v / (norm + 1e-8)  # never divide by zero
+'''),
+    W("batch-renorm-sigma-without-eps", "batch_renorm", '''
+def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1e-5):
+    mean_b = x.mean(dim=0)
+    sigma_b = torch.sqrt(x.var(dim=0, unbiased=False) + eps)
+    sigma = torch.sqrt(running_var)
+    r = torch.clamp(sigma_b / sigma, 1.0 / r_max, r_max).detach()
+    d = torch.clamp((mean_b - running_mean) / sigma, -d_max, d_max).detach()
+    return weight * ((x - mean_b) / sigma_b * r + d) + bias
+'''),
+]
+
+
+# ---------------------------------------------------------------------------
+# The experiment
+
+
+def _solution_experiment(old: str, new: str) -> str:
+    """The source notebook's groupnorm_vs_batchnorm_small_batch with one change."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "solutions" / "alternatives" / "alternatives.ipynb"
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == "groupnorm_vs_batchnorm_small_batch":
+            source = "\n".join(line for line in "".join(cell["source"]).splitlines() if "### " not in line)
+            assert old in source, old
+            return source.replace(old, new)
+    raise KeyError("groupnorm_vs_batchnorm_small_batch")
+
+
+WRONG += [
+    W("small-batch-results-swapped", "groupnorm_vs_batchnorm_small_batch", _solution_experiment(
+        '(("group_norm", GroupNormLayer), ("batch_norm", BatchNormLayer))',
+        '(("group_norm", BatchNormLayer), ("batch_norm", GroupNormLayer))')),
+    W("small-batch-running-statistics-never-updated", "groupnorm_vs_batchnorm_small_batch", _solution_experiment(
+        """                with torch.no_grad():
+                    self.running_mean.lerp_(mean, self.momentum)
+                    self.running_var.lerp_(var * n / (n - 1), self.momentum)
+""", "")),
+    W("small-batch-always-trained-with-32", "groupnorm_vs_batchnorm_small_batch", _solution_experiment(
+        "X_TRAIN, Y_TRAIN, batch_size, epochs=epochs", "X_TRAIN, Y_TRAIN, 32, epochs=epochs")),
+]
+

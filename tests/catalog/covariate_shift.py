@@ -148,3 +148,47 @@ grads = [p.grad.clone() for p in params]""",
     W("gradient-keeps-graph", "loss_along_gradient", _landscape(
         gradient="grads = torch.autograd.grad(loss, params, create_graph=True)")),
 ]
+
+# Near misses: a right answer but for one small slip, which must still lose points (and be named).
+WRONG += [
+    W("std-with-eps", "layer_input_stats", _stats(
+        stats="stats[name] = (values.mean(dim=0), torch.sqrt(values.var(dim=0, correction=0) + 1e-5))")),
+    W("statistics-in-float32", "layer_input_stats", _stats(
+        record="""value = args[0].detach().float()  # float32 is precise enough for statistics
+rows.setdefault(name, []).append(value.reshape(-1, value.shape[-1]))""")),
+    W("model-itself-skipped", "layer_input_stats", _stats(
+        modules="list(model.named_modules())[1:]")),
+    W("gradients-compared-in-float32", "loss_along_gradient", _landscape(
+        gradient="""grads = torch.autograd.grad(loss, params)
+grads = [grad.float() for grad in grads]""")),
+]
+
+
+# ---------------------------------------------------------------------------
+# The experiment
+
+
+def _solution_experiment(old: str, new: str) -> str:
+    """The source notebook's drift_with_and_without_bn with one change."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "solutions" / "covariate_shift" / "covariate_shift.ipynb"
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == "drift_with_and_without_bn":
+            source = "\n".join(line for line in "".join(cell["source"]).splitlines() if "### " not in line)
+            assert old in source, old
+            return source.replace(old, new)
+    raise KeyError("drift_with_and_without_bn")
+
+
+WRONG += [
+    W("drift-with-and-without-swapped", "drift_with_and_without_bn", _solution_experiment(
+        '((False, "without_bn"), (True, "with_bn"))', '((True, "without_bn"), (False, "with_bn"))')),
+    W("drift-measured-from-step-zero", "drift_with_and_without_bn", _solution_experiment(
+        "for step in range(1, steps + 1):", "for step in range(steps):").replace(
+        "list(range(every, steps + 1, every))", "list(range(0, steps, every))")),
+    W("drift-hidden-layers-only", "drift_with_and_without_bn", _solution_experiment(
+        "for name in start]", "for name in list(start)[1:-1]]"), named_by="should return (2, 5) drifts"),
+]
+

@@ -105,19 +105,21 @@ def fuse_conv_bn(conv, bn):
         fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
         fused.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
     return fused
-'''),
+''', named_by="unsupported operand type(s) for /: 'NoneType'"),
     W("fuse-no-bias-when-conv-has-none", "fuse_conv_bn", _fuse("""
 with torch.no_grad():
     scale = gamma / torch.sqrt(var + bn.eps)
     fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
     if conv.bias is not None:
         fused.bias = nn.Parameter((bias - mean) * scale + beta)
-""")),
+"""), named_by='the fused convolution has no bias'),
     W("fuse-uses-torch-fusion", "fuse_conv_bn", '''
 def fuse_conv_bn(conv, bn):
     from torch.nn.utils.fusion import fuse_conv_bn_eval
     return fuse_conv_bn_eval(conv, bn)
-'''),
+''', named_by='is outside the allowed imports',
+      couples=(("test_folding_check", "the experiment calls it, and a function built on a library call earns no "
+                "credit"),)),
     # ------------------------------------------------------------ merge_batch_stats
     W("merge-plain-averages", "merge_batch_stats", _merge("""
 mean = means.mean(dim=0)
@@ -192,7 +194,7 @@ for layer in bn_layers(model):
         parameter.grad = None
     layer.train = functools.partial(stay_in_eval, layer)
     layer.eval()
-""")),
+"""), named_by='switched off the gradients of layers that are not BatchNorm'),
     W("freeze-returns-a-copy", "freeze_batchnorm", '''
 def freeze_batchnorm(model):
     def stay_in_eval(layer, mode=True):
@@ -204,7 +206,7 @@ def freeze_batchnorm(model):
         layer.train = functools.partial(stay_in_eval, layer)
         layer.eval()
     return model
-'''),
+''', named_by='should freeze the model in place and return it'),
     W("freeze-replaces-layers-with-buffers", "freeze_batchnorm", '''
 def freeze_batchnorm(model):
     class FrozenBatchNorm(nn.Module):
@@ -231,5 +233,90 @@ def freeze_batchnorm(model):
         else:
             freeze_batchnorm(child)
     return model
-'''),
+''', named_by='with a computed attribute name'),
 ]
+
+# Near misses: a right answer but for one small slip, which must still lose points (and be named).
+WRONG += [
+    W("fuse-eps-fixed-at-1e-5", "fuse_conv_bn", _fuse("""
+with torch.no_grad():
+    scale = gamma / torch.sqrt(var + 1e-5)  # BatchNorm's default eps
+    fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
+    fused.bias = nn.Parameter((bias - mean) * scale + beta)
+""")),
+    W("fuse-scale-in-float32", "fuse_conv_bn", _fuse("""
+with torch.no_grad():
+    scale = (gamma / torch.sqrt(var + bn.eps)).float()  # weights are float32 anyway
+    fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
+    fused.bias = nn.Parameter((bias - mean) * scale + beta)
+""")),
+    W("merge-pairwise-loop-drops-last-shard", "merge_batch_stats", '''
+def merge_batch_stats(means, variances, counts):
+    mean, var, n = means[0], variances[0], counts[0].to(means.dtype)
+    for k in range(1, len(counts) - 1):
+        n_k = counts[k].to(means.dtype)
+        total = n + n_k
+        delta = means[k] - mean
+        mean = mean + delta * n_k / total
+        var = (n * var + n_k * variances[k]) / total + delta ** 2 * n * n_k / total ** 2
+        n = total
+    return mean, var
+'''),
+    W("freeze-bias-grad-kept", "freeze_batchnorm", _freeze("""
+for layer in bn_layers(model):
+    layer.requires_grad_(False)
+    if layer.weight is not None:
+        layer.weight.grad = None
+    layer.train = functools.partial(stay_in_eval, layer)
+    layer.eval()
+""")),
+]
+
+
+# ---------------------------------------------------------------------------
+# The experiment and the bug hunt
+
+
+def _solution_cell(grade_id: str, *changes: tuple[str, str]) -> str:
+    """The source notebook's answer to ``grade_id``, markers removed, with ``changes`` applied."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "solutions" / "pitfalls" / "pitfalls.ipynb"
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == grade_id and cell["cell_type"] == "code":
+            source = "\n".join(line for line in "".join(cell["source"]).splitlines() if "### " not in line)
+            for old, new in changes:
+                assert old in source, old
+                source = source.replace(old, new)
+            return source
+    raise KeyError(grade_id)
+
+
+WRONG += [
+    W("folding-model-left-in-training-mode", "folding_check", _solution_cell(
+        "folding_check", ("epochs=epochs, seed=seed).eval()", "epochs=epochs, seed=seed)"))),
+    W("folding-batchnorm-kept", "folding_check", _solution_cell(
+        "folding_check", ("            folded.append(fuse_conv_bn(layers[i], layers[i + 1]))\n            i += 2",
+                          "            folded += [fuse_conv_bn(layers[i], layers[i + 1]), layers[i + 1]]\n"
+                          "            i += 2"))),
+    W("folding-compared-with-itself-before-training", "folding_check", _solution_cell(
+        "folding_check", ("model = train_model(make_cnn(seed), X_TRAIN, Y_TRAIN, epochs=epochs, seed=seed).eval()",
+                          "model = make_cnn(seed).eval()")),
+      named_by="whether the trained CNN reaches 0.7"),
+    W("bug-hunt-still-serves-in-training-mode", "fine_tune_and_serve", _solution_cell(
+        "fine_tune_and_serve", ("    net.eval()  # fix: serve with the running statistics\n", ""))),
+    W("bug-hunt-backbone-statistics-still-move", "fine_tune_and_serve", _solution_cell(
+        "fine_tune_and_serve", ("        backbone.eval()  # fix: net.train() put the frozen backbone's BatchNorm "
+                                "layers back in training mode\n", ""))),
+    W("bug-hunt-batch-of-one-still-trained", "fine_tune_and_serve", _solution_cell(
+        "fine_tune_and_serve", ("            if len(rows) < 2:  # fix: a batch of one cannot be batch-normalized in training "
+                                "mode\n                continue\n", ""))),
+    W("bug-hunt-whole-model-in-eval-for-training", "fine_tune_and_serve", _solution_cell(
+        "fine_tune_and_serve", ("        net.train()\n", "        net.eval()\n"))),
+    W("bug-hunt-backbone-frozen-once-only", "fine_tune_and_serve", _solution_cell(
+        "fine_tune_and_serve",
+        ("        backbone.eval()  # fix: net.train() put the frozen backbone's BatchNorm layers back in training mode\n",
+         ""), ("    net = nn.Sequential(backbone, head)\n", "    backbone.eval()\n    net = nn.Sequential(backbone, head)\n"))),
+]
+

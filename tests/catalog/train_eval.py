@@ -185,7 +185,10 @@ WRONG = [
             self.running_var = torch.ones(num_features)""")),
     W("statistics-per-position", "BatchNorm", _bn(
         "dims = [0] + list(range(2, x.dim()))       # every dimension but the channels",
-        "dims = [0] + list(range(2, x.dim()))[:1]   # (only the first spatial dimension)")),
+        "dims = [0] + list(range(2, x.dim()))[:1]   # (only the first spatial dimension)"),
+      # It raises on every (N, C, H, W) batch, and a raised exception names no known mistake; torch's message
+      # says that the statistics have the wrong size for the C channels.
+      named_by="must match the size of tensor"),
     # recalibrate_bn
     W("counter-not-reset", "recalibrate_bn", _recalibrate(
         "            layer.num_batches_tracked.zero_()\n", "")),
@@ -208,10 +211,61 @@ WRONG = [
     W("tuples-not-unpacked", "recalibrate_bn", _recalibrate(
         """                if isinstance(batch, (tuple, list)):
                     batch = batch[0]
-""", "")),
+""", ""), named_by="must be Tensor, not list"),
     W("previous-mode-restored", "recalibrate_bn", _recalibrate(
         """    try:
         model.train()""", """    was_training = model.training
     try:
         model.train()""").replace("    return model.eval()", "    return model.train(was_training)")),
+]
+
+
+# ---------------------------------------------------------------------------
+# The experiment
+
+
+def _solution_experiment(old: str, new: str) -> str:
+    """The source notebook's train_vs_eval_accuracy with one change."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "solutions" / "train_eval" / "train_eval.ipynb"
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == "train_vs_eval_accuracy":
+            source = "\n".join(line for line in "".join(cell["source"]).splitlines() if "### " not in line)
+            assert old in source, old
+            return source.replace(old, new)
+    raise KeyError("train_vs_eval_accuracy")
+
+
+WRONG += [
+    W("experiment-never-calls-eval", "train_vs_eval_accuracy", _solution_experiment("    model.eval()\n", "")),
+    W("experiment-recalibrates-on-the-old-domain", "train_vs_eval_accuracy", _solution_experiment(
+        "shift_domain(X_TRAIN).split(64)", "X_TRAIN.split(64)")),
+    W("experiment-modes-swapped", "train_vs_eval_accuracy", _solution_experiment(
+        '"train_mode": train_mode, "eval_mode": eval_mode', '"train_mode": eval_mode, "eval_mode": train_mode')),
+    W("experiment-shifted-measured-in-training-mode", "train_vs_eval_accuracy", _solution_experiment(
+        '"shifted": accuracy(model, shifted_val, Y_VAL)', '"shifted": accuracy(copy.deepcopy(model).train(), shifted_val, Y_VAL)')),
+]
+
+
+
+# ---------------------------------------------------------------------------
+# Near misses: a right answer but for one small slip, which must still lose points (and be named).
+
+WRONG += [
+    W("default-eps-1e-6", "BatchNorm", _bn(
+        "def __init__(self, num_features, eps=1e-5,", "def __init__(self, num_features, eps=1e-6,")),
+    W("cumulative-factor-in-float32", "BatchNorm", _bn(
+        "factor = 1.0 / self.num_batches_tracked.item()", "factor = 1.0 / self.num_batches_tracked.float()")),
+    W("bessel-correction-with-batch-size", "BatchNorm", _bn(
+        "add_(factor * var * n / (n - 1))", "add_(factor * var * x.shape[0] / (x.shape[0] - 1))")),
+    W("first-batch-consumed-by-a-peek", "recalibrate_bn", _recalibrate(
+        """    try:
+        model.train()""", """    pairs = isinstance(next(iter(batches)), (tuple, list))  # batches of (input, label)?
+    try:
+        model.train()""").replace(
+        """                if isinstance(batch, (tuple, list)):
+                    batch = batch[0]""", """                if pairs:
+                    batch = batch[0]""")),
 ]

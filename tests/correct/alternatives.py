@@ -426,3 +426,145 @@ RIGHT: list[CorrectImplementation] = [
     CorrectImplementation("no-grad-min-max-folded", "batch_renorm", BATCH_RENORM_NO_GRAD_FOLDED),
     CorrectImplementation("float64-detached-input", "batch_renorm", BATCH_RENORM_FLOAT64_DETACHED_INPUT),
 ]
+
+# ---------------------------------------------------------------------------
+# groupnorm_vs_batchnorm_small_batch
+
+SMALL_BATCH_FACTORY = '''
+import torch
+
+
+def _ci_group_layer(groups):
+    def make(channels):
+        layer = torch.nn.Module()
+        layer.weight = torch.nn.Parameter(torch.ones(channels))
+        layer.bias = torch.nn.Parameter(torch.zeros(channels))
+        layer.forward = lambda x: group_norm(x, groups, layer.weight, layer.bias)
+        return layer
+    return make
+
+
+class _ci_RunningNorm(torch.nn.Module):
+    """Batch norm for (N, C): explicit exponential moving averages under no_grad."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(channels))
+        self.bias = torch.nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x):
+        if self.training:
+            centred = x - x.mean(dim=0)
+            mean, var = x.mean(dim=0), (centred ** 2).mean(dim=0)
+            with torch.no_grad():
+                self.running_mean.copy_(0.9 * self.running_mean + 0.1 * mean)
+                self.running_var.copy_(0.9 * self.running_var + 0.1 * x.var(dim=0, correction=1))
+        else:
+            mean, var = self.running_mean, self.running_var
+        return self.weight * (x - mean) / torch.sqrt(var + 1e-5) + self.bias
+
+
+def groupnorm_vs_batchnorm_small_batch(batch_sizes=(2, 32), seed=0, epochs=1, groups=8):
+    """A factory of group-norm modules whose forward is an instance attribute; batch norm as a class."""
+    runs = {"group_norm": _ci_group_layer(groups), "batch_norm": _ci_RunningNorm}
+    out = {name: [accuracy(train_model(make_mlp(layer, seed=seed), X_TRAIN, Y_TRAIN, b, epochs=epochs, seed=seed),
+                           X_VAL, Y_VAL) for b in batch_sizes] for name, layer in runs.items()}
+    out["batch_sizes"] = list(batch_sizes)
+    return out
+'''
+
+SMALL_BATCH_ONE_CLASS = '''
+import torch
+
+
+def groupnorm_vs_batchnorm_small_batch(batch_sizes=(2, 32), seed=0, epochs=1, groups=8):
+    """One module class with a `kind`; statistics in float64; results gathered as tensors."""
+
+    class Norm(torch.nn.Module):
+        def __init__(self, channels, kind):
+            super().__init__()
+            self.kind = kind
+            self.weight = torch.nn.Parameter(torch.ones(channels))
+            self.bias = torch.nn.Parameter(torch.zeros(channels))
+            if kind == "batch":
+                self.register_buffer("running_mean", torch.zeros(channels))
+                self.register_buffer("running_var", torch.ones(channels))
+
+        def forward(self, x):
+            if self.kind == "group":
+                return group_norm(x, groups, weight=self.weight, bias=self.bias)
+            if not self.training:
+                return (x - self.running_mean) * torch.rsqrt(self.running_var + 1e-5) * self.weight + self.bias
+            x64 = x.double()
+            mean = x64.mean(0)
+            var = x64.var(0, unbiased=False)
+            n = x.shape[0]
+            with torch.no_grad():
+                self.running_mean.mul_(0.9).add_(0.1 * mean.float())
+                self.running_var.mul_(0.9).add_(0.1 * (var * n / (n - 1)).float())
+            return ((x64 - mean) * torch.rsqrt(var + 1e-5)).to(x.dtype) * self.weight + self.bias
+
+    accuracies = torch.zeros(2, len(batch_sizes))
+    for column, size in enumerate(batch_sizes):
+        for row, kind in enumerate(("group", "batch")):
+            model = make_mlp(lambda c: Norm(c, kind), seed=seed)
+            train_model(model, X_TRAIN, Y_TRAIN, size, epochs=epochs, seed=seed)
+            accuracies[row, column] = accuracy(model, X_VAL, Y_VAL)
+    return {"batch_sizes": list(batch_sizes), "group_norm": accuracies[0], "batch_norm": accuracies[1]}
+'''
+
+SMALL_BATCH_RENORM = '''
+import torch
+from torch import nn
+
+
+class _ci_Group(nn.Module):
+    def __init__(self, channels, groups):
+        super().__init__()
+        self.groups = groups
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        return group_norm(x, self.groups, self.weight, self.bias, eps=1e-5)
+
+
+class _ci_Batch(nn.Module):
+    """Training mode is batch renormalization with r_max = 1 and d_max = 0, which is batch norm."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x):
+        if not self.training:
+            scale = self.weight / torch.sqrt(self.running_var + 1e-5)
+            return x * scale + (self.bias - self.running_mean * scale)
+        out = batch_renorm(x, self.weight, self.bias, self.running_mean, self.running_var, 1.0, 0.0)
+        with torch.no_grad():
+            self.running_mean += 0.1 * (x.mean(0) - self.running_mean)
+            self.running_var += 0.1 * (x.var(0) - self.running_var)
+        return out
+
+
+def groupnorm_vs_batchnorm_small_batch(batch_sizes=(2, 32), seed=0, epochs=1, groups=8):
+    """Batch norm through the notebook's own batch_renorm; one loop over (name, factory, size)."""
+    factories = [("group_norm", lambda c: _ci_Group(c, groups)), ("batch_norm", _ci_Batch)]
+    result = {"batch_sizes": list(batch_sizes), "group_norm": [], "batch_norm": []}
+    for size in batch_sizes:
+        for name, factory in factories:
+            net = train_model(make_mlp(factory, seed=seed), X_TRAIN, Y_TRAIN, size, epochs=epochs, seed=seed)
+            result[name].append(accuracy(net, X_VAL, Y_VAL))
+    return result
+'''
+
+RIGHT += [
+    CorrectImplementation("factory-instance-forward", "groupnorm_vs_batchnorm_small_batch", SMALL_BATCH_FACTORY),
+    CorrectImplementation("one-class-float64-tensors", "groupnorm_vs_batchnorm_small_batch", SMALL_BATCH_ONE_CLASS),
+    CorrectImplementation("batch-renorm-as-batch-norm", "groupnorm_vs_batchnorm_small_batch", SMALL_BATCH_RENORM),
+]

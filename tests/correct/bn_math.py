@@ -362,3 +362,257 @@ PAIRED_FORWARD: dict[tuple[str, str], tuple[str, str]] = {
         ("spatial_batchnorm_forward", "moveaxis-class-forward"),
     ("spatial_batchnorm_backward", "channel-loop-backward"): ("spatial_batchnorm_forward", "channel-loop-forward"),
 }
+
+
+# ---------------------------------------------------------------------------
+# batchnorm_backward_alt: one per forward entry, since each reads its forward's cache
+
+ALT_STAGED_TUPLE = '''
+import numpy as np
+
+
+def batchnorm_backward_alt(dout, cache):
+    """dx = gamma / (N std) * (N dout - dbeta - x_hat * dgamma): the sums are the parameter gradients."""
+    xhat, gamma, xmu, ivar, sqrtvar, var, eps = cache
+    n = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (xhat * dout).sum(axis=0)
+    dx = (gamma * ivar / n) * (n * dout - dbeta - xhat * dgamma)
+    return dx, dgamma, dbeta
+'''
+
+ALT_CLOSED_DICT = '''
+import numpy as np
+
+
+def batchnorm_backward_alt(dout, cache):
+    """Centre the scaled gradient, then remove its component along x_hat; divide by the std."""
+    x_hat, inv_std, gamma = cache["x_hat"], cache["inv_std"], cache["gamma"]
+    g = dout * gamma
+    centred = g - np.mean(g, axis=0, keepdims=True)
+    along = np.mean(centred * x_hat, axis=0, keepdims=True)
+    dx = (centred - x_hat * along) * inv_std
+    return dx, np.sum(dout * x_hat, axis=0), np.sum(dout, axis=0)
+'''
+
+ALT_EINSUM_CLASS = '''
+import numpy as np
+
+
+def batchnorm_backward_alt(dout, cache):
+    """The closed form with every reduction and broadcast written as an einsum."""
+    n = cache.n
+    g = np.einsum("nd,d->nd", dout, cache.gamma)
+    mean_g = np.einsum("nd->d", g) / n
+    mean_gx = np.einsum("nd,nd->d", g, cache.x_hat) / n
+    dx = np.einsum("d,nd->nd", cache.inv_std, g - mean_g - np.einsum("nd,d->nd", cache.x_hat, mean_gx))
+    return dx, np.einsum("nd,nd->d", dout, cache.x_hat), np.einsum("nd->d", dout)
+'''
+
+ALT_NAMEDTUPLE_COVARIANCE = '''
+import numpy as np
+
+
+def batchnorm_backward_alt(dout, cache):
+    """From the saved mean and variance: dx = gamma / s * (dout - mean(dout) - (x - mu) cov(dout, x) / s^2)."""
+    centred = cache.x - cache.mean
+    s2 = cache.var + cache.eps
+    s = np.sqrt(s2)
+    covariance = (dout * centred).mean(axis=0)
+    dx = cache.gamma / s * (dout - dout.mean(axis=0) - centred * covariance / s2)
+    return dx, (dout * centred).sum(axis=0) / s, dout.sum(axis=0)
+'''
+
+# ---------------------------------------------------------------------------
+# init_scale_sweep: three ways to write the training loop
+
+SWEEP_CLASS = '''
+import numpy as np
+
+
+class _ci_Net:
+    """An MLP whose layers are dicts of arrays, with a forward pass that keeps its caches."""
+
+    def __init__(self, rng, scale, hidden, use_bn):
+        sizes = [X_TRAIN.shape[1]] + list(hidden)
+        self.layers = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            layer = {"w": scale * np.sqrt(2.0 / fan_in) * rng.standard_normal((fan_in, fan_out)),
+                     "b": np.zeros(fan_out)}
+            if use_bn:
+                layer["gamma"], layer["beta"] = np.ones(fan_out), np.zeros(fan_out)
+            self.layers.append(layer)
+        self.head = {"w": rng.standard_normal((sizes[-1], 10)) / np.sqrt(sizes[-1]), "b": np.zeros(10)}
+        self.use_bn = use_bn
+
+    def scores(self, x):
+        self.caches = []
+        for layer in self.layers:
+            x, c1 = affine_forward(x, layer["w"], layer["b"])
+            c2 = None
+            if self.use_bn:
+                x, c2 = batchnorm_forward(x, layer["gamma"], layer["beta"])
+            x, c3 = relu_forward(x)
+            self.caches.append((c1, c2, c3))
+        out, self.head_cache = affine_forward(x, self.head["w"], self.head["b"])
+        return out
+
+    def step(self, dscores, lr):
+        d, dw, db = affine_backward(dscores, self.head_cache)
+        self.head["w"] -= lr * dw
+        self.head["b"] -= lr * db
+        for layer, (c1, c2, c3) in zip(self.layers[::-1], self.caches[::-1]):
+            d = relu_backward(d, c3)
+            if self.use_bn:
+                d, dgamma, dbeta = batchnorm_backward(d, c2)
+                layer["gamma"] -= lr * dgamma
+                layer["beta"] -= lr * dbeta
+            d, dw, db = affine_backward(d, c1)
+            layer["w"] -= lr * dw
+            layer["b"] -= lr * db
+
+
+def init_scale_sweep(scales, seed=0, steps=150, lr=0.1, batch_size=64, hidden=(64, 64, 64, 64)):
+    """A small class for the network; mini-batches from shuffled epochs."""
+    result = {"with_bn": [], "without_bn": []}
+    for use_bn, key in ((True, "with_bn"), (False, "without_bn")):
+        for scale in scales:
+            rng = np.random.default_rng(seed)
+            net = _ci_Net(rng, scale, hidden, use_bn)
+            order, position = rng.permutation(len(X_TRAIN)), 0
+            with np.errstate(all="ignore"):
+                for _ in range(steps):
+                    if position + batch_size > len(order):
+                        order, position = rng.permutation(len(X_TRAIN)), 0
+                    batch = order[position:position + batch_size]
+                    position += batch_size
+                    _, dscores = softmax_loss(net.scores(X_TRAIN[batch]), Y_TRAIN[batch])
+                    net.step(dscores, lr)
+                predictions = np.argmax(net.scores(X_VAL), axis=1)
+            result[key].append(float((predictions == Y_VAL).mean()))
+    return result
+'''
+
+SWEEP_FUNCTIONAL = '''
+import itertools
+
+import numpy as np
+
+
+def init_scale_sweep(scales, seed=0, steps=150, lr=0.1, batch_size=64, hidden=(64, 64, 64, 64)):
+    """Parameters in one flat dict keyed by name; runs in itertools.product order, filled in afterwards."""
+    accuracy = {}
+    for use_bn, scale in itertools.product((False, True), scales):
+        rng = np.random.default_rng(seed)
+        sizes = [64] + list(hidden)
+        depth = len(hidden)
+        p = {}
+        for i in range(depth):
+            p[f"W{i}"] = rng.normal(size=(sizes[i], sizes[i + 1])) * (scale * (2.0 / sizes[i]) ** 0.5)
+            p[f"b{i}"] = np.zeros(sizes[i + 1])
+            p[f"g{i}"] = np.ones(sizes[i + 1])
+            p[f"B{i}"] = np.zeros(sizes[i + 1])
+        p["Wout"] = rng.normal(size=(sizes[-1], 10)) * (1.0 / sizes[-1]) ** 0.5
+        p["bout"] = np.zeros(10)
+
+        def run(x):
+            tape = []
+            for i in range(depth):
+                z, ca = affine_forward(x, p[f"W{i}"], p[f"b{i}"])
+                cb = None
+                if use_bn:
+                    z, cb = batchnorm_forward(z, p[f"g{i}"], p[f"B{i}"])
+                x, cr = relu_forward(z)
+                tape.append((ca, cb, cr))
+            out, co = affine_forward(x, p["Wout"], p["bout"])
+            return out, tape, co
+
+        old = np.seterr(all="ignore")
+        try:
+            for _ in range(steps):
+                idx = rng.choice(X_TRAIN.shape[0], batch_size, replace=False)
+                out, tape, co = run(X_TRAIN[idx])
+                loss, dout = softmax_loss(out, Y_TRAIN[idx])
+                grads = {}
+                dout, grads["Wout"], grads["bout"] = affine_backward(dout, co)
+                for i in range(depth - 1, -1, -1):
+                    ca, cb, cr = tape[i]
+                    dout = relu_backward(dout, cr)
+                    if use_bn:
+                        dout, grads[f"g{i}"], grads[f"B{i}"] = batchnorm_backward_alt(dout, cb)
+                    dout, grads[f"W{i}"], grads[f"b{i}"] = affine_backward(dout, ca)
+                for name, grad in grads.items():
+                    p[name] = p[name] - lr * grad
+            out, _, _ = run(X_VAL)
+        finally:
+            np.seterr(**old)
+        accuracy[use_bn, scale] = float(np.count_nonzero(out.argmax(1) == Y_VAL)) / len(Y_VAL)
+    return {"with_bn": [accuracy[True, s] for s in scales], "without_bn": [accuracy[False, s] for s in scales]}
+'''
+
+SWEEP_STACKED = '''
+import numpy as np
+
+
+def init_scale_sweep(scales, seed=0, steps=150, lr=0.1, batch_size=64, hidden=(64, 64, 64, 64)):
+    """One run per (scale, flag) through a local trainer; the network is a list of
+    (w, b, gamma, beta) tuples rebuilt after every step, and the accuracies come back as a NumPy array."""
+
+    def train(scale, use_bn):
+        rng = np.random.default_rng(seed)
+        widths = (X_TRAIN.shape[1],) + tuple(hidden)
+        net = [(rng.normal(0.0, scale * np.sqrt(2.0 / a), (a, b)), np.zeros(b), np.ones(b), np.zeros(b))
+               for a, b in zip(widths[:-1], widths[1:])]
+        w_out = rng.normal(0.0, np.sqrt(1.0 / widths[-1]), (widths[-1], 10))
+        b_out = np.zeros(10)
+
+        def forward(h, keep):
+            for w, b, gamma, beta in net:
+                h, c_aff = affine_forward(h, w, b)
+                c_bn = None
+                if use_bn:
+                    h, c_bn = batchnorm_forward(h, gamma, beta)
+                h, c_relu = relu_forward(h)
+                keep.append((c_aff, c_bn, c_relu))
+            return affine_forward(h, w_out, b_out)
+
+        for _ in range(steps):
+            rows = rng.choice(len(Y_TRAIN), size=batch_size, replace=False)
+            caches = []
+            scores, c_out = forward(X_TRAIN[rows], caches)
+            _, d = softmax_loss(scores, Y_TRAIN[rows])
+            d, dw_out, db_out = affine_backward(d, c_out)
+            new_net = []
+            for (w, b, gamma, beta), (c_aff, c_bn, c_relu) in zip(net[::-1], caches[::-1]):
+                d = relu_backward(d, c_relu)
+                if use_bn:
+                    d, dgamma, dbeta = batchnorm_backward(d, c_bn)
+                    gamma, beta = gamma - lr * dgamma, beta - lr * dbeta
+                d, dw, db = affine_backward(d, c_aff)
+                new_net.append((w - lr * dw, b - lr * db, gamma, beta))
+            net[:] = new_net[::-1]
+            w_out, b_out = w_out - lr * dw_out, b_out - lr * db_out
+        scores, _ = forward(X_VAL, [])
+        return np.mean(np.argmax(scores, axis=1) == Y_VAL)
+
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        table = np.array([[train(s, flag) for s in scales] for flag in (True, False)])
+    return {"with_bn": table[0], "without_bn": table[1]}
+'''
+
+RIGHT += [
+    CorrectImplementation("sums-staged-alt", "batchnorm_backward_alt", ALT_STAGED_TUPLE),
+    CorrectImplementation("centred-projection-dict-alt", "batchnorm_backward_alt", ALT_CLOSED_DICT),
+    CorrectImplementation("einsum-class-alt", "batchnorm_backward_alt", ALT_EINSUM_CLASS),
+    CorrectImplementation("covariance-namedtuple-alt", "batchnorm_backward_alt", ALT_NAMEDTUPLE_COVARIANCE),
+    CorrectImplementation("class-epochs-sweep", "init_scale_sweep", SWEEP_CLASS),
+    CorrectImplementation("flat-dict-product-sweep", "init_scale_sweep", SWEEP_FUNCTIONAL),
+    CorrectImplementation("tuple-list-array-sweep", "init_scale_sweep", SWEEP_STACKED),
+]
+
+PAIRED_FORWARD.update({
+    ("batchnorm_backward_alt", "sums-staged-alt"): ("batchnorm_forward", "staged-tuple-forward"),
+    ("batchnorm_backward_alt", "centred-projection-dict-alt"): ("batchnorm_forward", "closed-dict-forward"),
+    ("batchnorm_backward_alt", "einsum-class-alt"): ("batchnorm_forward", "einsum-class-forward"),
+    ("batchnorm_backward_alt", "covariance-namedtuple-alt"): ("batchnorm_forward", "namedtuple-column-loop-forward"),
+})

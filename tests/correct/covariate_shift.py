@@ -310,3 +310,105 @@ RIGHT: list[CorrectImplementation] = [
     CorrectImplementation("functional-call-cloned-buffers", "loss_along_gradient", LANDSCAPE_FUNCTIONAL_CALL),
     CorrectImplementation("in-place-snapshot-restore", "loss_along_gradient", LANDSCAPE_INPLACE_RESTORE),
 ]
+
+# ---------------------------------------------------------------------------
+# drift_with_and_without_bn
+
+DRIFT_STACKED = '''
+import torch
+
+
+def drift_with_and_without_bn(steps=100, every=10, lr=0.1, seed=0):
+    """Statistics stacked into (L, features) tensors in named_modules order; drifts as nested lists."""
+    out = {"steps": [], "without_bn": [], "with_bn": []}
+    for key, use_bn in (("with_bn", True), ("without_bn", False)):
+        net = make_mlp(use_bn, seed=seed)
+        names = [name for name, module in net.named_modules() if isinstance(module, nn.Linear)]
+
+        def snapshot():
+            stats = layer_input_stats(net, X_DIGITS)
+            return [stats[n] for n in names]
+
+        first = snapshot()
+        opt = torch.optim.SGD(net.parameters(), lr=lr)
+        measured = []
+        for t in range(steps):
+            opt.zero_grad()
+            F.cross_entropy(net(X_DIGITS), Y_DIGITS).backward()
+            opt.step()
+            if (t + 1) % every == 0:
+                d = torch.stack([((mu - mu0).abs().mean() + (sd - sd0).abs().mean()) / sd0.mean()
+                                 for (mu, sd), (mu0, sd0) in zip(snapshot(), first)])
+                out[key].append(d.tolist())
+                measured.append(t + 1)
+        out["steps"] = measured
+    return out
+'''
+
+DRIFT_MANUAL_SGD = '''
+import numpy as np
+import torch
+
+
+def drift_with_and_without_bn(steps=100, every=10, lr=0.1, seed=0):
+    """Gradient descent written out (no optimizer object); statistics as NumPy arrays."""
+
+    def stats(model):
+        return {name: (m.numpy(), s.numpy()) for name, (m, s) in layer_input_stats(model, X_DIGITS).items()}
+
+    table = {}
+    for use_bn in (False, True):
+        model = make_mlp(use_bn, seed=seed)
+        first = stats(model)
+        history = []
+        step = 0
+        while step < steps:
+            model.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(X_DIGITS), Y_DIGITS)
+            loss.backward()
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter -= lr * parameter.grad
+            step += 1
+            if step % every == 0:
+                now = stats(model)
+                history.append([(np.abs(now[k][0] - first[k][0]).mean() + np.abs(now[k][1] - first[k][1]).mean())
+                                / first[k][1].mean() for k in first])
+        table["with_bn" if use_bn else "without_bn"] = np.array(history)
+    table["steps"] = np.arange(every, steps + 1, every)
+    return table
+'''
+
+DRIFT_SNAPSHOTS = '''
+import copy
+
+import torch
+
+
+def drift_with_and_without_bn(steps=100, every=10, lr=0.1, seed=0):
+    """Copies of the model kept at every measured step; all statistics taken at the end."""
+    checkpoints = list(range(every, steps + 1, every))
+    result = {"steps": checkpoints}
+    for label, flag in (("without_bn", False), ("with_bn", True)):
+        model = make_mlp(flag, seed=seed)
+        saved = [copy.deepcopy(model)]
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        for step in range(1, steps + 1):
+            optimizer.zero_grad()
+            F.cross_entropy(model(X_DIGITS), Y_DIGITS).backward()
+            optimizer.step()
+            if step in checkpoints:
+                saved.append(copy.deepcopy(model))
+        stats = [layer_input_stats(snapshot, X_DIGITS) for snapshot in saved]
+        base = stats[0]
+        result[label] = torch.tensor([
+            [float(((s[k][0] - base[k][0]).abs().mean() + (s[k][1] - base[k][1]).abs().mean()) / base[k][1].mean())
+             for k in base] for s in stats[1:]])
+    return result
+'''
+
+RIGHT += [
+    CorrectImplementation("stacked-named-order", "drift_with_and_without_bn", DRIFT_STACKED),
+    CorrectImplementation("manual-sgd-numpy", "drift_with_and_without_bn", DRIFT_MANUAL_SGD),
+    CorrectImplementation("deepcopy-snapshots", "drift_with_and_without_bn", DRIFT_SNAPSHOTS),
+]

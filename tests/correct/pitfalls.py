@@ -250,3 +250,235 @@ RIGHT: list[CorrectImplementation] = [
     CorrectImplementation("methodtype-train-override", "freeze_batchnorm", FREEZE_METHODTYPE),
     CorrectImplementation("forward-pre-hook-eval", "freeze_batchnorm", FREEZE_PRE_HOOK),
 ]
+
+# ---------------------------------------------------------------------------
+# folding_check
+
+FOLDING_CHILDREN = '''
+import time
+
+import torch
+from torch import nn
+
+
+def folding_check(seed=0, epochs=2, repeats=20):
+    """Pairs found with named_children; timings with a list comprehension; counts with isinstance."""
+    trained = train_model(make_cnn(seed), X_TRAIN, Y_TRAIN, epochs=epochs, seed=seed)
+    trained.eval()
+    children = list(trained.named_children())
+    kept = []
+    skip = set()
+    for index, (name, module) in enumerate(children):
+        if name in skip:
+            continue
+        if isinstance(module, nn.Conv2d) and index + 1 < len(children) and \\
+                isinstance(children[index + 1][1], nn.BatchNorm2d):
+            kept.append(fuse_conv_bn(module, children[index + 1][1]))
+            skip.add(children[index + 1][0])
+        else:
+            kept.append(module)
+    folded = nn.Sequential(*kept)
+    folded.eval()
+    with torch.no_grad():
+        a, b = trained(X_VAL), folded(X_VAL)
+        timings = {}
+        for label, net in (("time_ms", trained), ("fused_time_ms", folded)):
+            runs = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                net(X_VAL)
+                runs.append(time.perf_counter() - t0)
+            timings[label] = min(runs) * 1000.0
+    return {"accuracy": float((a.argmax(1) == Y_VAL).double().mean()),
+            "fused_accuracy": float((b.argmax(1) == Y_VAL).double().mean()),
+            "max_difference": float((a - b).abs().max()),
+            "batchnorm_layers": sum(1 for m in folded.modules() if isinstance(m, nn.BatchNorm2d)),
+            **timings}
+'''
+
+FOLDING_COPY_REPLACE = '''
+import copy
+import time
+
+import torch
+from torch import nn
+
+
+def folding_check(seed=0, epochs=2, repeats=20):
+    """A deep copy of the model in which each folded BatchNorm is replaced by nn.Identity; timeit-like loop."""
+    model = make_cnn(seed)
+    train_model(model, X_TRAIN, Y_TRAIN, epochs=epochs, seed=seed)
+    model.eval()
+    folded = copy.deepcopy(model)
+    for i in range(len(folded) - 1):
+        if isinstance(folded[i], nn.Conv2d) and isinstance(folded[i + 1], nn.BatchNorm2d):
+            folded[i] = fuse_conv_bn(model[i], model[i + 1])
+            folded[i + 1] = nn.Identity()
+    folded.eval()
+
+    def clock(net):
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            with torch.no_grad():
+                net(X_VAL)
+            best = min(best, time.perf_counter() - start)
+        return best * 1e3
+
+    with torch.no_grad():
+        before, after = model(X_VAL), folded(X_VAL)
+    return dict(accuracy=(before.argmax(-1) == Y_VAL).float().mean().item(),
+                fused_accuracy=(after.argmax(-1) == Y_VAL).float().mean().item(),
+                max_difference=torch.max(torch.abs(before - after)).item(),
+                time_ms=clock(model), fused_time_ms=clock(folded),
+                batchnorm_layers=len(bn_layers(folded)))
+'''
+
+FOLDING_GENERATOR = '''
+import statistics
+import time
+
+import torch
+from torch import nn
+
+
+def _ci_fold(layers):
+    """Yield the layers with every (Conv2d, BatchNorm2d) pair replaced by its fusion."""
+    layers = list(layers)
+    i = 0
+    while i < len(layers):
+        pair = layers[i:i + 2]
+        if len(pair) == 2 and isinstance(pair[0], nn.Conv2d) and isinstance(pair[1], nn.BatchNorm2d):
+            yield fuse_conv_bn(*pair)
+            i += 2
+        else:
+            yield layers[i]
+            i += 1
+
+
+def folding_check(seed=0, epochs=2, repeats=20):
+    """A generator does the folding; float64 accuracies; the median of the best half of the runs as time."""
+    net = train_model(make_cnn(seed), X_TRAIN, Y_TRAIN, epochs=epochs, seed=seed).eval()
+    fused = nn.Sequential(*_ci_fold(net)).eval()
+    torch.set_grad_enabled(False)
+    try:
+        out, out_fused = net(X_VAL), fused(X_VAL)
+        times = {}
+        for key, m in (("time_ms", net), ("fused_time_ms", fused)):
+            runs = []
+            for _ in range(max(repeats, 1)):
+                t = time.perf_counter()
+                m(X_VAL)
+                runs.append(1e3 * (time.perf_counter() - t))
+            runs.sort()
+            times[key] = statistics.median(runs[:max(1, len(runs) // 2)])
+    finally:
+        torch.set_grad_enabled(True)
+    correct = lambda logits: (logits.argmax(1) == Y_VAL).double().mean().item()
+    return {"accuracy": correct(out), "fused_accuracy": correct(out_fused),
+            "max_difference": (out - out_fused).abs().max().item(),
+            "batchnorm_layers": len([m for m in fused.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]),
+            **times}
+'''
+
+# ---------------------------------------------------------------------------
+# fine_tune_and_serve
+
+SERVE_BACKBONE_EVAL = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def fine_tune_and_serve(backbone, head, x_train, y_train, requests, epochs=3, batch_size=16, lr=0.05):
+    """backbone.eval() after every model.train(); batches of one skipped; eval before serving."""
+    for parameter in backbone.parameters():
+        parameter.requires_grad_(False)
+    model = nn.Sequential(backbone, head)
+    optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
+    generator = torch.Generator().manual_seed(0)
+    for epoch in range(epochs):
+        model.train()
+        backbone.eval()
+        order = torch.randperm(len(y_train), generator=generator)
+        for start in range(0, len(y_train), batch_size):
+            batch = order[start:start + batch_size]
+            if batch.numel() == 1:
+                continue
+            loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        return [model(x).argmax(dim=1) for x in requests]
+'''
+
+SERVE_MERGE_LAST = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def fine_tune_and_serve(backbone, head, x_train, y_train, requests, epochs=3, batch_size=16, lr=0.05):
+    """freeze_batchnorm on the backbone; a last batch of one joins the batch before it; eval inside serving."""
+    for parameter in backbone.parameters():
+        parameter.requires_grad_(False)
+    freeze_batchnorm(backbone)
+    model = nn.Sequential(backbone, head)
+    optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
+    generator = torch.Generator().manual_seed(0)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(y_train), generator=generator)
+        batches = list(order.split(batch_size))
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            batches[-2] = torch.cat([batches[-2], batches.pop()])
+        for batch in batches:
+            loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    predictions = []
+    for x in requests:
+        model.eval()
+        with torch.no_grad():
+            predictions.append(model(x).argmax(dim=1))
+    return predictions
+'''
+
+SERVE_PER_LAYER = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def fine_tune_and_serve(backbone, head, x_train, y_train, requests, epochs=3, batch_size=16, lr=0.05):
+    """Training mode set layer by layer (head only); batches filtered by size; inference_mode for serving."""
+    for parameter in backbone.parameters():
+        parameter.requires_grad_(False)
+    model = nn.Sequential(backbone, head)
+    optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
+    generator = torch.Generator().manual_seed(0)
+    for epoch in range(epochs):
+        backbone.train(False)
+        head.train(True)
+        order = torch.randperm(len(y_train), generator=generator)
+        for batch in [b for b in torch.split(order, batch_size) if len(b) >= 2]:
+            optimizer.zero_grad()
+            F.cross_entropy(model(x_train[batch]), y_train[batch]).backward()
+            optimizer.step()
+    model.train(False)
+    with torch.inference_mode():
+        answers = [model(x).argmax(dim=1).clone() for x in requests]
+    return answers
+'''
+
+RIGHT += [
+    CorrectImplementation("named-children-skip-set", "folding_check", FOLDING_CHILDREN),
+    CorrectImplementation("deepcopy-identity", "folding_check", FOLDING_COPY_REPLACE),
+    CorrectImplementation("generator-median-times", "folding_check", FOLDING_GENERATOR),
+    CorrectImplementation("backbone-eval-each-epoch", "fine_tune_and_serve", SERVE_BACKBONE_EVAL),
+    CorrectImplementation("freeze-merge-last-batch", "fine_tune_and_serve", SERVE_MERGE_LAST),
+    CorrectImplementation("per-layer-modes-inference-mode", "fine_tune_and_serve", SERVE_PER_LAYER),
+]

@@ -422,3 +422,92 @@ RIGHT: list[CorrectImplementation] = [
     CorrectImplementation("momentum-one-explicit-average", "recalibrate_bn", RECALIBRATE_EXPLICIT_AVERAGE),
     CorrectImplementation("pre-hook-measured-average", "recalibrate_bn", RECALIBRATE_PRE_HOOK_MEASURE),
 ]
+
+# ---------------------------------------------------------------------------
+# train_vs_eval_accuracy
+
+EXPERIMENT_FRESH_COPIES = '''
+import torch
+
+
+def train_vs_eval_accuracy(batch_sizes, seed=0, epochs=3):
+    """Training mode measured on fresh models loaded from the trained one's state dict."""
+    trained = train_model(make_cnn(BatchNorm, seed=seed), X_TRAIN, Y_TRAIN, epochs=epochs, seed=seed)
+    trained.eval()
+    state = {k: v.clone() for k, v in trained.state_dict().items()}
+
+    def fresh():
+        model = make_cnn(BatchNorm, seed=seed)
+        model.load_state_dict(state)
+        return model
+
+    out = {"batch_sizes": list(batch_sizes), "train_mode": [], "eval_mode": []}
+    for size in batch_sizes:
+        out["eval_mode"].append(accuracy(trained, X_VAL, Y_VAL, size))
+        out["train_mode"].append(accuracy(fresh().train(), X_VAL, Y_VAL, size))
+    shifted = shift_domain(X_VAL)
+    out["shifted"] = accuracy(trained, shifted, Y_VAL)
+    new_domain = shift_domain(X_TRAIN)
+    adapted = recalibrate_bn(fresh(), [new_domain[i:i + 64] for i in range(0, len(new_domain), 64)])
+    out["shifted_recalibrated"] = accuracy(adapted, shifted, Y_VAL)
+    return out
+'''
+
+EXPERIMENT_RESTORE_STATE = '''
+import copy
+
+import torch
+
+
+def train_vs_eval_accuracy(batch_sizes, seed=0, epochs=3):
+    """One model: its buffers saved before each training-mode pass and restored after;
+    recalibrated last, in place, on (input, label) tuples."""
+    model = make_cnn(BatchNorm, seed=seed)
+    train_model(model, X_TRAIN, Y_TRAIN, epochs=epochs, seed=seed)
+    saved = copy.deepcopy(model.state_dict())
+    by_mode = {"train_mode": [], "eval_mode": []}
+    for size in batch_sizes:
+        model.train()
+        by_mode["train_mode"].append(accuracy(model, X_VAL, Y_VAL, batch_size=size))
+        model.load_state_dict(saved)
+        model.eval()
+        by_mode["eval_mode"].append(accuracy(model, X_VAL, Y_VAL, batch_size=size))
+    val_shifted = shift_domain(X_VAL)
+    before = accuracy(model.eval(), val_shifted, Y_VAL)
+    pairs = zip(shift_domain(X_TRAIN).split(64), Y_TRAIN.split(64))
+    recalibrate_bn(model, ((x, y) for x, y in pairs))
+    after = accuracy(model, val_shifted, Y_VAL)
+    return dict(batch_sizes=list(batch_sizes), shifted=before, shifted_recalibrated=after, **by_mode)
+'''
+
+EXPERIMENT_FROZEN_MOMENTUM = '''
+import copy
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def train_vs_eval_accuracy(batch_sizes, seed=0, epochs=3):
+    """Training mode on a copy whose layers have momentum 0 (their statistics cannot move);
+    the new domain fed to recalibrate_bn by a DataLoader; results as tensors."""
+    model = train_model(make_cnn(BatchNorm, seed=seed), X_TRAIN, Y_TRAIN, epochs=epochs, seed=seed).eval()
+    probe = copy.deepcopy(model)
+    for layer in probe.modules():
+        if isinstance(layer, BatchNorm):
+            layer.momentum = 0.0
+    probe.train()
+    train_acc = torch.tensor([accuracy(probe, X_VAL, Y_VAL, b) for b in batch_sizes])
+    eval_acc = torch.tensor([accuracy(model, X_VAL, Y_VAL, b) for b in batch_sizes])
+    target = shift_domain(X_VAL)
+    loader = DataLoader(TensorDataset(shift_domain(X_TRAIN)), batch_size=64, shuffle=False)
+    adapted = recalibrate_bn(copy.deepcopy(model), loader)
+    return {"batch_sizes": list(batch_sizes), "train_mode": train_acc, "eval_mode": eval_acc,
+            "shifted": torch.tensor(accuracy(model, target, Y_VAL)),
+            "shifted_recalibrated": torch.tensor(accuracy(adapted, target, Y_VAL))}
+'''
+
+RIGHT += [
+    CorrectImplementation("fresh-copies-from-state-dict", "train_vs_eval_accuracy", EXPERIMENT_FRESH_COPIES),
+    CorrectImplementation("restore-buffers-tuples", "train_vs_eval_accuracy", EXPERIMENT_RESTORE_STATE),
+    CorrectImplementation("momentum-zero-copy-dataloader", "train_vs_eval_accuracy", EXPERIMENT_FROZEN_MOMENTUM),
+]

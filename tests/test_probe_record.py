@@ -1,0 +1,157 @@
+"""The hidden tests are pinned, their mistakes are distinct and visible, and their tolerances are tight.
+
+- Every probe is as ``tests/probe_record.json`` records it (grade id, label,
+  targets, tolerances, mistakes, and the shapes and dtypes of what it hands to the
+  reference and gets back for salt 0): changing a probe is a deliberate, reviewed
+  diff (``.venv/bin/python -m tests.write_probe_record`` rewrites the record).
+- Within an assignment no two known mistakes share a description (the feedback
+  must tell them apart); every known mistake is listed by a probe, and changes
+  the outputs of at least one probe that lists it (or its diagnosis can never fire).
+- A near miss fails every probe: the reference's outputs nudged by five times the
+  probe's tolerance, and, for a float64 probe, rounded to float32 (what float32
+  arithmetic where float64 is required returns at best).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from autograder.checks import ASSIGNMENT_IDS
+from autograder.checks.core import compare
+from autograder.spec import load_spec
+from tests.write_probe_record import RECORD, dump, probe_record, run_probe
+
+ASSIGNMENTS = [a for a in ASSIGNMENT_IDS]
+
+
+@lru_cache(maxsize=None)
+def _spec(assignment: str):
+    return load_spec(assignment)
+
+
+@lru_cache(maxsize=None)
+def _reference(assignment: str):
+    return _spec(assignment).reference()
+
+
+@lru_cache(maxsize=None)
+def _expected(assignment: str) -> dict:
+    """Every probe's reference outputs for salt 0, by (grade id, index)."""
+    spec = _spec(assignment)
+    return {(grade_id, index): run_probe(probe, _reference(assignment))
+            for grade_id, probes in spec.tests.items() for index, probe in enumerate(probes)}
+
+
+def _probes(assignment: str):
+    return [(grade_id, index, probe) for grade_id, probes in _spec(assignment).tests.items()
+            for index, probe in enumerate(probes)]
+
+
+# ---------------------------------------------------------------------------
+# The record
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_probes_are_as_recorded(assignment):
+    recorded = json.loads(RECORD.read_text(encoding="utf-8"))
+    now = probe_record((assignment,))[assignment]
+    if recorded.get(assignment) == now:
+        return
+    before = dump({assignment: recorded.get(assignment, [])}).splitlines()
+    after = dump({assignment: now}).splitlines()
+    diff = "\n".join(difflib.unified_diff(before, after, "tests/probe_record.json", "the checks now", n=4,
+                                          lineterm=""))
+    pytest.fail(f"the hidden tests of {assignment} differ from tests/probe_record.json. If the change is "
+                f"deliberate, run `.venv/bin/python -m tests.write_probe_record` and review the diff:\n"
+                f"{diff[:6000]}", pytrace=False)
+
+
+def test_the_record_has_no_stale_assignment():
+    recorded = json.loads(RECORD.read_text(encoding="utf-8"))
+    assert sorted(recorded) == sorted(ASSIGNMENTS)
+
+
+# ---------------------------------------------------------------------------
+# Known mistakes
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_mistake_descriptions_are_unique_within_an_assignment(assignment):
+    seen: dict[str, list[str]] = {}
+    for name, mistake in _spec(assignment).mistakes.items():
+        seen.setdefault(mistake.description, []).append(name)
+    shared = {description: names for description, names in seen.items() if len(names) > 1}
+    assert not shared, f"mistakes that the feedback cannot tell apart: {shared}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_mistake_is_listed_and_changes_a_probe_that_lists_it(assignment):
+    spec = _spec(assignment)
+    listed = {name for _, _, probe in _probes(assignment) for name in probe.mistakes}
+    unlisted = sorted(set(spec.mistakes) - listed)
+    assert not unlisted, f"known mistakes that no probe lists (their diagnosis never fires): {unlisted}"
+    invisible = []
+    for name, mistake in spec.mistakes.items():
+        shown = False
+        for grade_id, index, probe in _probes(assignment):
+            if name not in probe.mistakes:
+                continue
+            namespace = {**_reference(assignment), **mistake.implementations}
+            try:
+                outputs = run_probe(probe, namespace)
+            except Exception:  # noqa: BLE001 - a mistake that crashes on a probe names nothing there
+                continue
+            if compare(_expected(assignment)[grade_id, index], outputs, probe.rtol, probe.atol):
+                shown = True
+                break
+        if not shown:
+            invisible.append(name)
+    assert not invisible, f"known mistakes that change no probe that lists them (for salt 0): {invisible}"
+
+
+# ---------------------------------------------------------------------------
+# Near misses
+
+
+def _nudged(value: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    """``value`` with its entry of largest magnitude moved away from zero by 5 * (atol + rtol * |entry|)."""
+    result = value.astype(np.float64).copy()
+    finite = np.where(np.isfinite(result), np.abs(result), -1.0)
+    index = np.unravel_index(np.argmax(finite), result.shape) if result.ndim else ()
+    entry = result[index]
+    result[index] = entry + (1.0 if entry >= 0 else -1.0) * 5.0 * (atol + rtol * abs(entry))
+    return result.astype(value.dtype)
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_an_output_nudged_by_five_tolerances_fails_its_probe(assignment):
+    loose = []
+    for grade_id, index, probe in _probes(assignment):
+        expected = _expected(assignment)[grade_id, index]
+        for key, value in expected.items():
+            if value.dtype.kind != "f" or not value.size or not np.isfinite(value).any():
+                continue
+            actual = {**expected, key: _nudged(value, probe.rtol, probe.atol)}
+            if not compare(expected, actual, probe.rtol, probe.atol):
+                loose.append(f"{grade_id}[{index}] {probe.name!r}: `{key}`")
+    assert not loose, f"probes that pass an output nudged by five times their tolerance: {loose}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_a_float64_probe_fails_float32_rounding(assignment):
+    """A probe with float64 outputs tells float32 arithmetic from float64: its outputs rounded to float32
+    (as good as float32 arithmetic gets) fail it, whenever the rounding changes them at all."""
+    loose = []
+    for grade_id, index, probe in _probes(assignment):
+        expected = _expected(assignment)[grade_id, index]
+        rounded = {key: value.astype(np.float32).astype(np.float64) if value.dtype == np.float64 else value
+                   for key, value in expected.items()}
+        changed = any(not np.array_equal(rounded[key], value, equal_nan=True) for key, value in expected.items())
+        if changed and not compare(expected, rounded, probe.rtol, probe.atol):
+            loose.append(f"{grade_id}[{index}] {probe.name!r} (rtol={probe.rtol:g}, atol={probe.atol:g})")
+    assert not loose, f"float64 probes that pass float32 rounding (tighten their tolerance): {loose}"

@@ -1,0 +1,192 @@
+"""Write ``tests/probe_record.json``: what every hidden test is, as the checks define it today.
+
+For every probe of every assignment the record holds its grade id, label, targets,
+tolerances, known mistakes, and, for the inputs of salt 0, the shapes and dtypes
+of the arrays it hands to the reference (every call of a graded name, recorded by
+wrapping the reference's functions and classes) and of the outputs it returns.
+``tests/test_probe_record.py`` compares the checks with the record, so that a
+changed probe is a visible, reviewed diff. After changing a probe on purpose::
+
+    .venv/bin/python -m tests.write_probe_record
+
+and review ``git diff tests/probe_record.json`` before committing it with the change.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import types
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autograder.checks import ASSIGNMENT_IDS
+from autograder.checks.core import Probe, as_array, salted
+from autograder.spec import load_spec
+
+RECORD = Path(__file__).resolve().parent / "probe_record.json"
+SALT = 0
+
+
+# ---------------------------------------------------------------------------
+# Describing values
+
+
+def _array_text(value: Any) -> str | None:
+    """``float64(4, 6)`` for an array or a tensor, None for anything else."""
+    if isinstance(value, np.ndarray):
+        dtype = str(value.dtype)
+    elif callable(getattr(value, "detach", None)) and hasattr(value, "dtype") and hasattr(value, "shape"):
+        dtype = str(value.dtype).replace("torch.", "")
+    else:
+        return None
+    return f"{dtype}{tuple(value.shape)}"
+
+
+def describe(value: Any, depth: int = 0) -> str:
+    """A short, stable description of an argument: arrays by dtype and shape, scalars by value."""
+    text = _array_text(value)
+    if text is not None:
+        return text
+    if value is None or isinstance(value, (bool, int, str)):
+        return repr(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)) and depth < 2:
+        inner = ", ".join(describe(v, depth + 1) for v in value[:6]) + (", ..." if len(value) > 6 else "")
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, types.GeneratorType):
+        return "<generator>"
+    if inspect.isfunction(value) or inspect.ismethod(value):
+        return f"<function {value.__name__}>"
+    return f"<{type(value).__name__}>"
+
+
+def _call_text(name: str, args: tuple, kwargs: Mapping[str, Any]) -> str:
+    parts = [describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
+
+
+def output_text(value: np.ndarray) -> str:
+    if value.dtype.kind == "U":
+        return f"str{value.shape}"
+    return f"{value.dtype}{value.shape}"
+
+
+# ---------------------------------------------------------------------------
+# A namespace that records what the probes hand to the reference
+
+
+def _recording_function(name: str, function: Callable[..., Any], calls: list[str]) -> Callable[..., Any]:
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        calls.append(_call_text(name, args, kwargs))
+        return function(*args, **kwargs)
+
+    recorded.__name__ = getattr(function, "__name__", name)
+    return recorded
+
+
+def _recording_class(name: str, cls: type, calls: list[str]) -> type:
+    """A subclass of ``cls`` that records its construction and, for a module, its forward calls."""
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(_call_text(name, args, kwargs))
+        cls.__init__(self, *args, **kwargs)
+
+    attributes: dict[str, Any] = {"__init__": __init__, "__module__": cls.__module__}
+    if callable(getattr(cls, "forward", None)):
+        def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(_call_text(f"{name}.forward", args, kwargs))
+            return cls.forward(self, *args, **kwargs)
+
+        attributes["forward"] = forward
+    return type(cls.__name__, (cls,), attributes)
+
+
+def recording_namespace(namespace: Mapping[str, Any], calls: list[str]) -> dict[str, Any]:
+    recorded: dict[str, Any] = {}
+    for name, value in namespace.items():
+        if isinstance(value, type):
+            recorded[name] = _recording_class(name, value, calls)
+        elif callable(value):
+            recorded[name] = _recording_function(name, value, calls)
+        else:
+            recorded[name] = value
+    return recorded
+
+
+# ---------------------------------------------------------------------------
+# The record
+
+
+def run_probe(probe: Probe, namespace: Mapping[str, Any], salt: int = SALT) -> dict[str, np.ndarray]:
+    """The probe's outputs on ``namespace`` for the inputs of ``salt`` (a fresh copy of the namespace)."""
+    with salted(salt):
+        outputs = probe.run(dict(namespace))
+    return {key: as_array(value) for key, value in outputs.items()}
+
+
+def probe_entry(grade_id: str, probe: Probe, reference: Mapping[str, Any]) -> dict[str, Any]:
+    calls: list[str] = []
+    outputs = run_probe(probe, recording_namespace(reference, calls))
+    return {
+        "grade_id": grade_id,
+        "label": probe.name,
+        "targets": list(probe.targets),
+        "rtol": probe.rtol,
+        "atol": probe.atol,
+        "mistakes": list(probe.mistakes),
+        "labels": {key: probe.labels[key] for key in outputs if key in probe.labels},
+        "given": probe.given is not None,
+        "given_check": probe.given_check,
+        "inputs": calls,
+        "outputs": {key: output_text(value) for key, value in outputs.items()},
+    }
+
+
+def probe_record(assignments: tuple[str, ...] = ASSIGNMENT_IDS) -> dict[str, list[dict[str, Any]]]:
+    record: dict[str, list[dict[str, Any]]] = {}
+    for name in assignments:
+        spec = load_spec(name)
+        reference = spec.reference()
+        record[name] = [probe_entry(grade_id, probe, reference)
+                        for grade_id, probes in spec.tests.items() for probe in probes]
+    return record
+
+
+def dump(record: Mapping[str, Any]) -> str:
+    """JSON with one line per field, per input call and per output: a change is a one-line diff."""
+
+    def value(v: Any, indent: str) -> str:
+        if isinstance(v, dict) and v:
+            items = [f"{indent} {json.dumps(k, ensure_ascii=False)}: {json.dumps(x, ensure_ascii=False)}"
+                     for k, x in v.items()]
+            return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+        if isinstance(v, list) and v and all(isinstance(x, str) for x in v) and sum(map(len, v)) > 80:
+            items = [f"{indent} {json.dumps(x, ensure_ascii=False)}" for x in v]
+            return "[\n" + ",\n".join(items) + f"\n{indent}]"
+        return json.dumps(v, ensure_ascii=False)
+
+    lines = ["{"]
+    for a, (name, probes) in enumerate(record.items()):
+        lines.append(f" {json.dumps(name)}: [")
+        for i, probe in enumerate(probes):
+            fields = [f"   {json.dumps(k)}: {value(v, '   ')}" for k, v in probe.items()]
+            lines.append("  {\n" + ",\n".join(fields) + "\n  }" + ("," if i < len(probes) - 1 else ""))
+        lines.append(" ]" + ("," if a < len(record) - 1 else ""))
+    lines.append("}")
+    text = "\n".join(lines) + "\n"
+    assert json.loads(text) == json.loads(json.dumps(record)), "dump() lost something"
+    return text
+
+
+def main() -> None:
+    RECORD.write_text(dump(probe_record()), encoding="utf-8")
+    print(f"wrote {RECORD}; review it with git diff before committing")
+
+
+if __name__ == "__main__":
+    main()
