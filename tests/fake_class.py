@@ -18,8 +18,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "bn_math"
 FUNCTIONS = ("batchnorm_forward", "batchnorm_backward", "spatial_batchnorm_forward", "spatial_batchnorm_backward")
-POINTS = {"test_batchnorm_forward": 3.0, "test_batchnorm_backward": 4.0, "test_spatial_batchnorm_forward": 2.0,
-          "test_spatial_batchnorm_backward": 3.0}
+
+
+def _points() -> dict[str, float]:
+    """Points of every graded cell of the source notebook, by grade id (written answers included)."""
+    source = json.loads((ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(encoding="utf-8"))
+    return {cell["metadata"]["nbgrader"]["grade_id"]: float(cell["metadata"]["nbgrader"].get("points", 0))
+            for cell in source["cells"] if cell.get("metadata", {}).get("nbgrader", {}).get("grade")}
+
+
+POINTS = _points()
+#: What an honest notebook earns from the autograder (written answers wait for a person).
+HONEST = sum(p for grade_id, p in POINTS.items() if grade_id.startswith("test_"))
+MAXIMUM = sum(POINTS.values())
 
 
 def _load(kind: str) -> dict:
@@ -39,7 +50,8 @@ def solutions() -> dict[str, str]:
     """The reference answer of every answer cell, as a student would have typed it."""
     answers = {}
     for cell in _load("solutions")["cells"]:
-        if _meta(cell).get("solution"):
+        # Written answers stay as released: a student writes their own, not the instructors' rubric.
+        if _meta(cell).get("solution") and cell["cell_type"] == "code":
             lines = [line for line in _source(cell).splitlines()
                      if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line]
             answers[_meta(cell)["grade_id"]] = "\n".join(lines)

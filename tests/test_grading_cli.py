@@ -25,7 +25,7 @@ import pytest
 pytestmark = pytest.mark.xdist_group("grading-cli")
 
 from tests.browser.sitekit import remote_resources
-from tests.fake_class import POINTS, as_zip, hidden_test_lines, notebook, shared_result, write, wrong_forward
+from tests.fake_class import HONEST, MAXIMUM, POINTS, as_zip, hidden_test_lines, notebook, shared_result, write, wrong_forward
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = ["--cell-seconds", "4", "--notebook-seconds", "15", "--memory-mb", "1024"]
@@ -160,19 +160,19 @@ def test_every_student_has_a_row_with_a_status(graded):
     assert set(table) == {"alice", "bob", "José_Núñez", "carol", "dave", "erin", "frank", "grace", "heidi",
                           "ivan", "judy"}
     header = list(next(iter(table.values())))
-    assert header[:5] == ["student_id", *POINTS]
+    assert header[:1 + len(POINTS)] == ["student_id", *POINTS]
     assert header[-5:] == ["total", "max_score", "to_grade_by_hand", "status", "reasons"]
-    assert all(float(row["max_score"]) == 12.0 for row in table.values())
+    assert all(float(row["max_score"]) == MAXIMUM for row in table.values())
 
 
 def test_scores(graded):
     course, runs = graded
     table = runs["grades_after_first"]
     total = {student: float(row["total"]) for student, row in table.items()}
-    assert total["alice"] == 12.0 and table["alice"]["status"] == "graded" and table["alice"]["reasons"] == ""
+    assert total["alice"] == HONEST and table["alice"]["status"] == "graded" and table["alice"]["reasons"] == ""
     assert total["bob"] == 0.0
     assert float(table["José_Núñez"]["test_batchnorm_forward"]) < 3.0
-    assert 0 < total["José_Núñez"] < 12
+    assert 0 < total["José_Núñez"] < HONEST
     assert total["carol"] == total["dave"] == total["erin"] == 0.0
 
 
@@ -198,7 +198,7 @@ def test_misbehaving_notebooks_keep_what_they_earned(graded):
     assert float(table["grace"]["total"]) == 7.0
     assert "more than 15 s" in table["grace"]["reasons"]
     # Unbounded allocation: a MemoryError in that cell, the rest graded.
-    assert float(table["heidi"]["total"]) == 12.0
+    assert float(table["heidi"]["total"]) == HONEST
     assert "MemoryError" in table["heidi"]["reasons"]
     # A segfault in a cell after the forward pass: the forward function was
     # defined but its test comes after the crash.
@@ -231,7 +231,8 @@ def test_gradebook_holds_the_same_grades(graded):
 def test_report_has_figures_and_frequent_failures(graded):
     course, runs = graded
     report = runs["report_after_third"]
-    assert report.count("data:image/png;base64,") == 1 + len(POINTS)
+    assert report.count("data:image/png;base64,") == 1 + len([q for q in POINTS if q.startswith("test_")])
+    assert "graded by hand" in report
     assert "Most frequent failures" in report
     assert "not implemented yet" in report
     assert "http://" not in report and "https://" not in report
@@ -259,7 +260,7 @@ def test_rerun_grades_only_what_changed(graded):
     assert runs["again"]["returncode"] == 0, runs["again"]["stderr"][-3000:]
     assert "0 graded, 11 unchanged" in runs["again"]["stdout"]
     assert "1 graded, 10 unchanged" in runs["third"]["stdout"]
-    assert float(runs["grades_after_third"]["alice"]["total"]) == 12.0
+    assert float(runs["grades_after_third"]["alice"]["total"]) == HONEST
     assert float(runs["grades_after_third"]["bob"]["total"]) == 0.0
 
 
@@ -283,7 +284,7 @@ def test_a_zip_of_loose_files_with_odd_names(graded):
     assert done["returncode"] == 0, done["stderr"][-3000:]
     with open(Path(runs["course"]).parent / "zip-out" / "grades.csv", encoding="utf-8") as handle:
         table = {row["student_id"]: row for row in csv.DictReader(handle)}
-    assert float(table["kim"]["total"]) == 12.0
+    assert float(table["kim"]["total"]) == HONEST
     assert float(table["lee"]["test_batchnorm_forward"]) < 3.0
     assert "noseparator" not in table and "escape" not in table
     assert "noseparator.ipynb" in done["stdout"] and "leaves the archive" in done["stdout"]
@@ -304,3 +305,13 @@ def test_an_empty_submissions_folder_is_said_in_one_line(graded):
     assert done["returncode"] == 0
     warnings = [line for line in done["stdout"].splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "no submissions found" in warnings[0]
+
+
+def test_written_answers_wait_for_a_person_and_never_count_as_zero(graded):
+    """The notebook's written questions show as "to grade by hand" in grades.csv until graded in formgrader."""
+    _, runs = graded
+    questions = [q for q in POINTS if not q.startswith("test_")]
+    assert questions
+    alice = runs["grades_after_first"]["alice"]
+    assert all(alice[q] == "to grade by hand" for q in questions)
+    assert int(alice["to_grade_by_hand"]) == len(questions)

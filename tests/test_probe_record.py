@@ -26,7 +26,7 @@ from autograder.checks.core import compare
 from autograder.spec import load_spec
 from tests.write_probe_record import RECORD, dump, probe_record, run_probe
 
-ASSIGNMENTS = [a for a in ASSIGNMENT_IDS]
+ASSIGNMENTS = list(ASSIGNMENT_IDS)
 
 
 @lru_cache(maxsize=None)
@@ -155,3 +155,16 @@ def test_a_float64_probe_fails_float32_rounding(assignment):
         if changed and not compare(expected, rounded, probe.rtol, probe.atol):
             loose.append(f"{grade_id}[{index}] {probe.name!r} (rtol={probe.rtol:g}, atol={probe.atol:g})")
     assert not loose, f"float64 probes that pass float32 rounding (tighten their tolerance): {loose}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_a_named_mistake_fits_in_one_message(assignment):
+    """The judge cuts a message at MESSAGE_CHARS: the probe's label and a mistake it names must fit whole."""
+    from autograder.verdicts import MESSAGE_CHARS
+
+    spec = _spec(assignment)
+    long = sorted({(len(f"{probe.name}: your result matches {spec.mistakes[name].description}."), name, probe.name)
+                   for _, _, probe in _probes(assignment) for name in probe.mistakes
+                   if len(f"{probe.name}: your result matches {spec.mistakes[name].description}.") > MESSAGE_CHARS},
+                  reverse=True)
+    assert not long, f"messages longer than {MESSAGE_CHARS} characters (shorten the label or the description): {long}"

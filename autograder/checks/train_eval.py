@@ -615,8 +615,8 @@ ASSIGNMENT = Assignment(
             Probe("an MLP with torch's BatchNorm1d layers, batches given as a list of tensors",
                   ("recalibrate_bn",), _recalibrate_probe(60, "mlp", (4,), [8, 3, 5, 2], "tensors", "eval"),
                   mistakes=_RECALIBRATE_MISTAKES, **_F64),
-            Probe("a CNN with BatchNorm2d and BatchNorm1d layers (momentum=None, affine=False, "
-                  "track_running_stats=False), batches given as (input, label) tuples by a generator",
+            Probe("a CNN with BatchNorm2d (momentum=None, affine=False) and BatchNorm1d "
+                  "(track_running_stats=False) layers, (input, label) batches from a generator",
                   ("recalibrate_bn",), _recalibrate_probe(61, "cnn", (2, 4, 4), [3, 2, 4], "tuples", "train"),
                   mistakes=_RECALIBRATE_MISTAKES, **_F64),
             Probe("an MLP built from your own BatchNorm, batches given as [input, label] lists",

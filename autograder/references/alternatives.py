@@ -253,9 +253,9 @@ LN_BATCH_DIMS = _m(
     "layer_norm", _layer_norm_mistake(first_dims=True))
 
 GN_GROUPS_LAST = _m(
-    "the channels grouped in the wrong order: reshaping (N, C, ...) to (N, C // G, G, ...) puts channels "
-    "c, c + G, c + 2G, ... in one group; reshape to (N, G, C // G, ...) so that each group is C // G "
-    "consecutive channels", "group_norm", _group_norm_mistake(order="groups last"))
+    "the channels grouped in the wrong order: (N, C // G, G, ...) puts channels c, c + G, c + 2G, ... in one "
+    "group; reshape to (N, G, C // G, ...) for groups of C // G consecutive channels", "group_norm",
+    _group_norm_mistake(order="groups last"))
 GN_INSTANCE = _m("statistics per channel (instance norm) instead of per group of channels", "group_norm",
                  _group_norm_mistake(order="instance"))
 GN_LAYER = _m("statistics over all channels at once (layer norm) instead of per group of channels", "group_norm",

@@ -186,8 +186,8 @@ SWITCHED_TO_TRAIN = _stats_mistake(
     "the model was switched to training mode: run the forward pass in the mode the model is in and leave it "
     "there", mode="train")
 EVAL_THEN_TRAIN = _stats_mistake(
-    "the forward pass ran in eval mode and model.train() was called afterwards: run it in the mode the model "
-    "is in, and leave that mode alone (model.train() does not restore a model that was in eval mode)",
+    "the forward pass ran in eval mode, then model.train() was called: run it in the model's own mode and "
+    "leave that alone (model.train() does not restore a model that was in eval mode)",
     mode="eval", restore_mode="train")
 CLEARED_ALL_HOOKS = _stats_mistake(
     "every forward hook of the model was cleared, the user's own too: remove only your own hooks, with the "

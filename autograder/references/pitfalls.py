@@ -318,16 +318,15 @@ def _freeze_only_2d(model):
 
 
 FREEZE_REQUIRES_GRAD_ONLY = Mistake(
-    "requires_grad=False (and perhaps eval() once): that stops the weight updates, but the next model.train() "
-    "puts the layers back in training mode, where they overwrite their running statistics in every forward "
-    "pass",
+    "requires_grad=False (perhaps with eval() once): the next model.train() puts the layers back in training "
+    "mode, where every forward pass moves their running statistics",
     {"freeze_batchnorm": _freeze_requires_grad_only})
 FREEZE_EVAL_ONLY = Mistake(
     "eval() on the BatchNorm layers, once: the next model.train() puts them back in training mode",
     {"freeze_batchnorm": _freeze_eval_only})
 FREEZE_MOMENTUM_ZERO = Mistake(
     "running statistics that no longer update (momentum=0 or track_running_stats=False): in training mode "
-    "the layers still normalize with the batch statistics instead of the running ones",
+    "the layers still normalize with batch statistics",
     {"freeze_batchnorm": _freeze_momentum_zero})
 FREEZE_STALE_GRADIENTS = Mistake(
     "gradients left on the frozen parameters: an optimizer still applies weight decay and momentum to a "
@@ -357,7 +356,7 @@ def _freeze_bias_grad_kept(model):
 
 FREEZE_BIAS_GRAD_KEPT = Mistake(
     "the .grad of BatchNorm's bias left in place (only weight.grad set to None): an optimizer still decays "
-    "and moves a parameter that has a .grad; set .grad to None on every frozen parameter",
+    "and moves it; set .grad to None on every frozen parameter",
     {"freeze_batchnorm": _freeze_bias_grad_kept})
 
 
@@ -484,8 +483,7 @@ BUG_SERVED_IN_TRAINING_MODE = Mistake(
     {"fine_tune_and_serve": functools.partial(_reference_fine_tune_and_serve, serves_in_eval=False)})
 BUG_BACKBONE_STATISTICS_MOVE = Mistake(
     "the backbone's running statistics still move: requires_grad_(False) does not stop them, and model.train() "
-    "puts its BatchNorm layers back in training mode; freeze them (freeze_batchnorm, or backbone.eval() after "
-    "every model.train())",
+    "puts its BatchNorm layers back in training mode; freeze them (freeze_batchnorm)",
     {"fine_tune_and_serve": functools.partial(_reference_fine_tune_and_serve, freezes_backbone=False)})
 BUG_BATCH_OF_ONE = Mistake(
     "a training batch of one example still reaches the model: skip (or merge) a last batch with fewer than two "

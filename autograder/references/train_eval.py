@@ -10,6 +10,8 @@ input (``BatchNorm1d`` and ``BatchNorm2d`` in one class), and
 
 from __future__ import annotations
 
+import warnings
+
 from autograder.checks.core import Mistake, Namespace
 
 # ---------------------------------------------------------------------------
@@ -113,7 +115,9 @@ def _scratch_batchnorm(keras_momentum: bool = False, biased_running_var: bool = 
                     factor = 0.1 if self.momentum is None else self.momentum
                     factor = 1.0 - factor if keras_momentum else factor
                 new_mean = x.mean(dim=dims)
-                new_var = x.var(dim=dims, unbiased=not biased_running_var)
+                with warnings.catch_warnings():  # one value per channel (no error raised): nan, as a student's
+                    warnings.simplefilter("ignore")
+                    new_var = x.var(dim=dims, unbiased=not biased_running_var)
                 if bessel_batch_size:
                     big_n = x.shape[0]
                     new_var = x.var(dim=dims, unbiased=False) * big_n / (big_n - 1)
@@ -242,8 +246,8 @@ def _recalibrate_mistake(description: str, **switches) -> Mistake:
 
 
 NO_RESET = _recalibrate_mistake(
-    "the counters not reset: with momentum=None the average must start afresh, so reset "
-    "`num_batches_tracked` (reset_running_stats() does) before the pass", reset_counter=False)
+    "the counters not reset: with momentum=None the average must start afresh; reset "
+    "`num_batches_tracked` (reset_running_stats() does)", reset_counter=False)
 KEEPS_MOMENTUM = _recalibrate_mistake(
     "the running statistics updated with each layer's own momentum: set momentum=None during the pass "
     "so that every batch counts equally", cumulative=False)
@@ -258,8 +262,8 @@ NO_TRAIN_PASS = _recalibrate_mistake(
     "the pass run in evaluation mode: BatchNorm layers update their statistics only in training mode",
     train_pass=False)
 FIRST_BATCH_CONSUMED = _recalibrate_mistake(
-    "the first batch lost: next(iter(batches)) consumes it when batches is a generator, which can be read "
-    "only once; go through batches once, in the loop that feeds the model", peek_first=True)
+    "the first batch lost: next(iter(batches)) consumes it from a generator; read batches once, in the loop",
+    peek_first=True)
 ONLY_TORCH_LAYERS = Mistake(
     "only torch's BatchNorm layers recalibrated: layers of your own BatchNorm class must be too",
     {"recalibrate_bn": _wrong_recalibrate(own_layers=False), "BatchNorm": _scratch_batchnorm()})
@@ -310,8 +314,8 @@ def _reference_train_vs_eval_accuracy(batch_sizes, seed=0, epochs=3, *, evaluate
 import functools  # noqa: E402
 
 EXPERIMENT_NO_EVAL = Mistake(
-    "the model never put in evaluation mode: its \"evaluation-mode\" accuracy is measured in training mode, with "
-    "batch statistics; call model.eval() after training",
+    "the model never put in evaluation mode: its evaluation-mode accuracy used batch statistics; call "
+    "model.eval() after training",
     {"train_vs_eval_accuracy": functools.partial(_reference_train_vs_eval_accuracy, evaluates=False)})
 EXPERIMENT_OLD_DOMAIN = Mistake(
     "the model recalibrated on the original training images: recalibrate on the shifted ones, "
@@ -322,7 +326,7 @@ EXPERIMENT_MODES_SWAPPED = Mistake(
     {"train_vs_eval_accuracy": functools.partial(_reference_train_vs_eval_accuracy, swapped=True)})
 EXPERIMENT_SHIFTED_IN_TRAINING_MODE = Mistake(
     "the shifted digits measured in training mode before recalibration: measure them in evaluation mode, "
-    "with the running statistics of the original domain",
+    "with the original running statistics",
     {"train_vs_eval_accuracy": functools.partial(_reference_train_vs_eval_accuracy, shifted_mode="train")})
 MISTAKES.update(EXPERIMENT_NO_EVAL=EXPERIMENT_NO_EVAL, EXPERIMENT_OLD_DOMAIN=EXPERIMENT_OLD_DOMAIN,
                 EXPERIMENT_MODES_SWAPPED=EXPERIMENT_MODES_SWAPPED,
