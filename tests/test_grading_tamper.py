@@ -14,6 +14,7 @@ run itself works.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -438,8 +439,13 @@ def test_nothing_leaves_through_feedback_or_network(plain_nbgrader, project_comm
     assert {page.parent.parent.name for page in pages} >= set(CASES) - {"reweigh_points"}
     for page in pages:
         text = page.read_text(encoding="utf-8")
-        leaked = [line for line in secrets if line in text]
-        assert not leaked, f"{page.parent.parent.name}: {leaked[:3]}"
+        student = page.parent.parent.name
+        # What the student wrote themselves (an honest student's own answer) is theirs to see.
+        submitted = json.loads((course / "submitted" / student / "bn_math" / "bn_math.ipynb").read_text("utf-8"))
+        own = "\n".join("".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+                        for cell in submitted["cells"])
+        leaked = [line for line in secrets if line in text and line not in own]
+        assert not leaked, f"{student}: {leaked[:3]}"
 
 
 def _hidden_inputs(student: str) -> list[str]:

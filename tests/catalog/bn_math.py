@@ -155,8 +155,7 @@ WRONG += [
     W("forward-in-float32", "batchnorm_forward", _SOLUTION_FORWARD.format(
         prologue="x = x.astype(np.float32)  # float32 is enough for a neural network\n    "),
       couples=(("test_batchnorm_backward", "its cache holds float32 values, so even a right backward is only "
-                "float32-accurate, and on a batch of 2 (where dx is nearly 0) that shows"),
-               ("test_batchnorm_backward_alt", "the simplified backward reads the same float32 cache"))),
+                "float32-accurate, and on a batch of 2 (where dx is nearly 0) that shows"),)),
     W("default-eps-1e-6", "batchnorm_forward", _SOLUTION_FORWARD.format(prologue="").replace(
         "eps=1e-5):", "eps=1e-6):")),
     W("loop-skips-last-feature", "batchnorm_forward", '''
