@@ -10,8 +10,6 @@ input (``BatchNorm1d`` and ``BatchNorm2d`` in one class), and
 
 from __future__ import annotations
 
-import warnings
-
 from autograder.checks.core import Mistake, Namespace
 
 # ---------------------------------------------------------------------------
@@ -100,7 +98,7 @@ def _scratch_batchnorm(keras_momentum: bool = False, biased_running_var: bool = 
             shape = [1, -1] + [1] * (x.dim() - 2)
             use_batch = self.training or not self.track_running_stats or eval_batch_stats
             update = (self.track_running_stats and (self.training or update_in_eval)
-                      and (x.numel() // x.shape[1] > 1 or not error_on_one))
+                      and x.numel() // x.shape[1] > 1)
             if use_batch and error_on_one and x.numel() // x.shape[1] == 1:
                 raise ValueError("Expected more than 1 value per channel when training")
             if self.track_running_stats and count and (self.training or count_in_eval):
@@ -115,9 +113,7 @@ def _scratch_batchnorm(keras_momentum: bool = False, biased_running_var: bool = 
                     factor = 0.1 if self.momentum is None else self.momentum
                     factor = 1.0 - factor if keras_momentum else factor
                 new_mean = x.mean(dim=dims)
-                with warnings.catch_warnings():  # one value per channel (no error raised): nan, as a student's
-                    warnings.simplefilter("ignore")
-                    new_var = x.var(dim=dims, unbiased=not biased_running_var)
+                new_var = x.var(dim=dims, unbiased=not biased_running_var)
                 if bessel_batch_size:
                     big_n = x.shape[0]
                     new_var = x.var(dim=dims, unbiased=False) * big_n / (big_n - 1)

@@ -159,11 +159,13 @@ WRONG = [
     W("eval-uses-batch-stats", "BatchNorm", _bn(
         "if self.training or not self.track_running_stats:",
         "if self.training or x.shape[0] > 1:  # batch statistics whenever there is a batch")),
+    # No error, and (to avoid dividing by n - 1 = 0) no update of the running statistics from one value.
     W("no-error-for-one-value-per-channel", "BatchNorm", _bn(
         """            if n == 1:
                 raise ValueError(f"Expected more than 1 value per channel when training, "
                                  f"got input size {tuple(x.shape)}")
-""", "")),
+""", "").replace("            if self.training and self.track_running_stats:\n",
+                 "            if self.training and self.track_running_stats and n > 1:\n")),
     W("eps-outside-sqrt", "BatchNorm", _bn(
         "torch.sqrt(var.reshape(shape) + self.eps)", "(torch.sqrt(var.reshape(shape)) + self.eps)")),
     W("batch-stats-detached", "BatchNorm", _bn(
