@@ -154,9 +154,9 @@ def enter_jail(jail: Jail) -> None:
             ProcessGroup.join(jail.cgroup)
         _check(_libc().unshare(CLONE_NEWNS | (0 if jail.network else CLONE_NEWNET)), "unshare")
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
-        files = _copy_workdir(jail.workdir)
+        files = regular_files(jail.workdir)  # the working folder's tmpfs is mounted over them
         root = _build_root(jail)
-        _restore_workdir(root + jail.workdir, files, jail.uid)
+        write_files(root + jail.workdir, files, jail.uid)
         os.chroot(root)
         os.chdir("/")
         os.setgroups([])
@@ -185,24 +185,27 @@ def _mapped_bytes() -> int:
     return 0
 
 
-def _copy_workdir(workdir: str, limit: int = 32 * 1024**2) -> dict[str, bytes]:
-    """The regular files of the working folder (its tmpfs replaces it): no links, bounded."""
+def regular_files(folder: str, limit: int = 32 * 1024**2, skip_suffix: str = "") -> dict[str, bytes]:
+    """The regular files directly in ``folder``, by name: no link followed, at most ``limit`` bytes in all."""
     files: dict[str, bytes] = {}
     total = 0
     with contextlib.suppress(OSError):
-        for entry in os.scandir(workdir):
-            if entry.is_file(follow_symlinks=False):
-                size = entry.stat(follow_symlinks=False).st_size
-                if total + size <= limit:
-                    with open(entry.path, "rb") as handle:
-                        files[entry.name] = handle.read(size)
-                    total += size
+        for entry in os.scandir(folder):
+            if (skip_suffix and entry.name.endswith(skip_suffix)) or not entry.is_file(follow_symlinks=False):
+                continue
+            size = entry.stat(follow_symlinks=False).st_size
+            if total + size > limit:
+                continue
+            descriptor = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(descriptor, "rb") as handle:
+                files[entry.name] = handle.read(size)
+            total += size
     return files
 
 
-def _restore_workdir(target: str, files: dict[str, bytes], uid: int | None) -> None:
+def write_files(folder: str, files: dict[str, bytes], uid: int | None = None) -> None:
     for name, data in files.items():
-        path = os.path.join(target, name)
+        path = os.path.join(folder, name)
         with open(path, "wb") as handle:
             handle.write(data)
         if uid is not None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from autograder.checks.core import ProbeError, salted
+from autograder.checks.core import salted
+from autograder.sandbox import decode_outputs
 from autograder.spec import load_spec
 from autograder.verdicts import Judge, StudentResult
-from autograder.worker import encode_outputs, error_text
-from autograder.sandbox import decode_outputs
+from autograder.worker import encode_outputs, failure_text
 
 
 class HiddenTestFailure(AssertionError):
@@ -32,12 +32,8 @@ def run_probe(run: Any, namespace: Mapping[str, Any], targets: tuple[str, ...], 
     try:
         with salted(salt):
             return StudentResult(outputs=decode_outputs(encode_outputs(run(namespace))))
-    except ProbeError as error:
-        return StudentResult(error=str(error))
-    except NotImplementedError:
-        return StudentResult(error="not implemented yet (it raises NotImplementedError)")
-    except Exception as error:  # the student's code failed: report it, don't crash the cell
-        return StudentResult(error="raised " + error_text(error))
+    except Exception as error:  # the student's code failed: report it as the grader would, don't crash the cell
+        return StudentResult(error=failure_text(error))
 
 
 def run_hidden_tests(assignment: str, grade_id: str, namespace: Mapping[str, Any]) -> None:

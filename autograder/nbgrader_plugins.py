@@ -32,7 +32,7 @@ import weakref
 from pathlib import Path
 
 from autograder.checks import ASSIGNMENT_IDS
-from autograder.confinement import environment
+from autograder.confinement import environment, regular_files, write_files
 from autograder.grading import is_test_cell
 from autograder.sandbox import Limits
 from autograder.verdicts import Verdict
@@ -187,7 +187,8 @@ class ExecuteAndVerify(Execute):
             jail = state["jail"]
             source = kwargs.get("cwd") or self.resources.get("metadata", {}).get("path")
             if source and os.path.isdir(source):
-                copy_data_files(source, jail.workdir)
+                # The submission's other files, regular ones only: a link could point at the solutions.
+                write_files(jail.workdir, regular_files(source, skip_suffix=".ipynb"))
 
             def confine() -> None:
                 for name in os.listdir(state["conn"]):
@@ -207,30 +208,12 @@ class ExecuteAndVerify(Execute):
     def _kernel_run(self, nb: NotebookNode, resources: dict) -> NotebookNode:
         import threading
 
-        from autograder.confinement import Jail, ProcessGroup
-        from autograder.sandbox import RunFolders, kill_uid, lease_uid
+        from autograder.sandbox import run_jail
 
-        memory = self.memory_megabytes * 1024**2
-        with lease_uid() as uid:
-            folders = RunFolders.create(uid)
-            conn = folders.base / "conn"
-            conn.mkdir(mode=0o711)
-            if uid is not None:
-                os.chown(conn, uid, uid)
-            group = ProcessGroup.create(f"bn-kernel-{os.getpid()}-{uid}", memory, 64)
-            jail = Jail(workdir=str(folders.work), root=str(folders.root), uid=uid, memory_bytes=memory,
-                        cpu_seconds=self.notebook_seconds, cgroup=group.handle if group else "",
-                        extra_paths=(str(conn),))
-            self._kernel_jail = {"jail": jail, "conn": str(conn)}
+        with run_jail("kernel", self._limits(), forked=False, shared_dirs=("conn",)) as confined:
+            self._kernel_jail = {"jail": confined.jail, "conn": confined.jail.extra_paths[0]}
             self.timeout = int(self.cell_seconds)
-
-            def stop_everything() -> None:
-                if group is not None:
-                    group.kill_all()
-                if uid is not None:
-                    kill_uid(uid)
-
-            deadline = threading.Timer(self.notebook_seconds, stop_everything)
+            deadline = threading.Timer(self.notebook_seconds, confined.stop_everything)
             deadline.start()
             try:
                 nb, resources = super().preprocess(nb, resources)
@@ -238,12 +221,12 @@ class ExecuteAndVerify(Execute):
                 self.log.warning("Kernel execution stopped early: %s", error)
             finally:
                 deadline.cancel()
-                stop_everything()
-                if group is not None:
-                    group.remove()
-                folders.remove()
+                confined.stop_everything()
                 self._kernel_jail = None
         return nb
+
+    def _limits(self) -> Limits:
+        return Limits(self.cell_seconds, self.notebook_seconds, self.memory_megabytes * 1024**2)
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         nb = self._kernel_run(nb, resources)
@@ -261,25 +244,9 @@ class ExecuteAndVerify(Execute):
             judge = judges[assignment]
             salt = student_salt(course_secret(Path(self.course_root or os.getcwd())), str(info.get("student")),
                                 assignment)
-            limits = Limits(self.cell_seconds, self.notebook_seconds, self.memory_megabytes * 1024**2)
-            graded = grade_in_sandbox(nb, judge.spec, sandbox, judge, salt, limits)
+            graded = grade_in_sandbox(nb, judge.spec, sandbox, judge, salt, self._limits())
             apply_verdicts(nb, graded.verdicts)
         return nb, resources
-
-
-def copy_data_files(source: str, target: str, limit: int = 32 * 1024**2) -> None:
-    """Copy the regular files of a submission folder (no notebook, no link followed, bounded in size)."""
-    total = 0
-    for entry in os.scandir(source):
-        if entry.name.endswith(".ipynb") or not entry.is_file(follow_symlinks=False):
-            continue
-        size = entry.stat(follow_symlinks=False).st_size
-        if total + size > limit:
-            continue
-        descriptor = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(descriptor, "rb") as handle, open(os.path.join(target, entry.name), "wb") as sink:
-            sink.write(handle.read(size))
-        total += size
 
 
 class UseSandboxResults(Preprocessor):

@@ -200,6 +200,57 @@ class RunFolders:
             time.sleep(0.05)
 
 
+#: Processes one run may have at once (the cgroup's pids limit, and the jail's process limit).
+MAX_PROCESSES = 64
+
+
+@dataclass(frozen=True)
+class RunJail:
+    """One run's jail, with the folders and the cgroup behind it."""
+
+    jail: Jail
+    folders: RunFolders
+    group: ProcessGroup | None
+
+    def stop_everything(self) -> None:
+        """Kill every process of the run, wherever it went (its cgroup, its user id)."""
+        if self.group is not None:
+            self.group.kill_all()
+        if self.jail.uid is not None:
+            kill_uid(self.jail.uid)
+
+
+@contextlib.contextmanager
+def run_jail(name: str, limits: Limits, *, forked: bool, shared_dirs: tuple[str, ...] = ()) -> Iterator[RunJail]:
+    """A jail for one run: a user id of its own, its folders, a cgroup; all of it gone afterwards.
+
+    ``forked``: the run is a fork of a process that has already mapped its
+    libraries (the zygote), so an address-space limit must come on top of
+    them. ``shared_dirs`` are folders made in the run's base folder, owned by
+    the run's user and visible inside the jail (a kernel's connection files).
+    """
+    with lease_uid() as uid:
+        folders = RunFolders.create(uid)
+        shared = []
+        for directory in shared_dirs:
+            path = folders.base / directory
+            path.mkdir(mode=0o711)
+            if uid is not None:
+                os.chown(path, uid, uid)
+            shared.append(str(path))
+        group = ProcessGroup.create(f"bn-{os.getpid()}-{name}", limits.memory_bytes, MAX_PROCESSES)
+        try:
+            jail = Jail(workdir=str(folders.work), root=str(folders.root), uid=uid, memory_bytes=limits.memory_bytes,
+                        cpu_seconds=limits.notebook_seconds, relative_memory=forked and group is None,
+                        cgroup=group.handle if group else "", workdir_bytes=limits.workdir_bytes,
+                        extra_paths=tuple(shared), max_processes=MAX_PROCESSES)
+            yield RunJail(jail, folders, group)
+        finally:
+            if group is not None:
+                group.remove()
+            folders.remove()
+
+
 # ---------------------------------------------------------------------------
 # Reading the answers
 
@@ -378,40 +429,31 @@ class Sandbox:
         """Run ``job`` in a fresh confined worker; return what it answered."""
         started = time.monotonic()
         ident = f"run-{next(self._ids)}"
-        with lease_uid() as uid:
-            folders = RunFolders.create(uid)
-            group = ProcessGroup.create(f"bn-{os.getpid()}-{ident}", limits.memory_bytes, 64)
-            paths = {name: folders.private / name for name in ("job.json", "events.jsonl", "stderr.txt")}
+        with run_jail(ident, limits, forked=True) as confined:
+            paths = {name: confined.folders.private / name for name in ("job.json", "events.jsonl", "stderr.txt")}
             try:
                 paths["job.json"].write_text(json.dumps(job.as_json(limits)), encoding="utf-8")
                 for name in ("events.jsonl", "stderr.txt"):
                     paths[name].touch(mode=0o600)
-                jail = Jail(workdir=str(folders.work), root=str(folders.root), uid=uid,
-                            memory_bytes=limits.memory_bytes, cpu_seconds=limits.notebook_seconds,
-                            relative_memory=group is None, cgroup=group.handle if group else "",
-                            workdir_bytes=limits.workdir_bytes)
                 request = {"id": ident, "job": str(paths["job.json"]), "results": str(paths["events.jsonl"]),
-                           "stderr": str(paths["stderr.txt"]), "jail": asdict(jail)}
+                           "stderr": str(paths["stderr.txt"]), "jail": asdict(confined.jail)}
                 with self._lock:
                     assert self._process.stdin is not None
                     self._process.stdin.write((json.dumps(request) + "\n").encode("utf-8"))
                     self._process.stdin.flush()
-                status, stopped_because = self._wait(ident, limits, group)
+                status, stopped_because = self._wait(ident, limits, confined)
                 run = read_results(paths["events.jsonl"], job.expected_events())
                 stderr = paths["stderr.txt"].read_bytes()[-MAX_STDERR_BYTES:].decode("utf-8", "replace")
                 if not run.finished and not run.stopped_because:
                     run.stopped_because = stopped_because or _why_it_died(
-                        status, stderr, group is not None and group.out_of_memory())
+                        status, stderr, confined.group is not None and confined.group.out_of_memory())
                 run.seconds = time.monotonic() - started
                 return run
             finally:
                 with self._arrived:
                     self._messages.pop(ident, None)
-                if group is not None:
-                    group.remove()
-                folders.remove()
 
-    def _wait(self, ident: str, limits: Limits, group: ProcessGroup | None) -> tuple[int | None, str]:
+    def _wait(self, ident: str, limits: Limits, confined: RunJail) -> tuple[int | None, str]:
         pid = (self._wait_for(ident, "pid", 300) or {}).get("pid")
         if pid is None:
             return None, "the grader could not start a sandbox for this notebook"
@@ -421,8 +463,8 @@ class Sandbox:
             stopped_because = f"the notebook ran for more than {limits.notebook_seconds:g} s and was stopped"
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)  # and anything it left running in the background
-        if group is not None:
-            group.kill_all()
+        if confined.group is not None:
+            confined.group.kill_all()
         if done is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

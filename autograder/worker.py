@@ -130,6 +130,15 @@ def error_text(error: BaseException) -> str:
     return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 3] + "..."
 
 
+def failure_text(error: BaseException) -> str:
+    """What a student reads when a check could not get outputs from their code."""
+    if isinstance(error, ProbeError):  # the check's own words about the student's outputs
+        return str(error)[:300]
+    if isinstance(error, NotImplementedError):
+        return "not implemented yet (it raises NotImplementedError)"
+    return "raised " + error_text(error)
+
+
 def _student_traceback(error: BaseException) -> list[str]:
     """Where in the student's own cells the error happened (file and line only)."""
     frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename.startswith("<cell ")]
@@ -198,12 +207,8 @@ def _call(run: Callable[[Mapping[str, Any]], object], namespace: dict[str, Any],
         return {"ok": True, "outputs": encode_outputs(raw)}
     except CellTimeout:
         return {"ok": False, "error": f"timed out after {seconds:g} s"}
-    except ProbeError as error:
-        return {"ok": False, "error": str(error)[:300]}
-    except NotImplementedError:
-        return {"ok": False, "error": "not implemented yet (it raises NotImplementedError)"}
     except BaseException as error:  # noqa: BLE001 - student code may raise anything
-        return {"ok": False, "error": "raised " + error_text(error)}
+        return {"ok": False, "error": failure_text(error)}
     finally:
         output.take()
 

@@ -85,13 +85,16 @@ def _forward_probe(x_seed: int, n: int, d: int, eps: float | None, scale: float 
     return run
 
 
-def _backward_probe(seed: int, n: int, d: int, eps: float | None, scale: float = 1.0):
+def _backward_probe(seed: int, n: int, d: int, eps: float | None, scale: float = 1.0,
+                    backward: str = "batchnorm_backward"):
+    """``backward`` (the staged or the simplified one) on the cache of the student's forward."""
+
     def run(ns: Namespace) -> Outputs:
         x = _features(seed, n, d, scale)
         gamma, beta = _affine(seed + 1, d)
         dout = _output_gradient(seed + 2, (n, d))
         _, cache = _call_forward(ns, "batchnorm_forward", x, gamma, beta, eps)
-        return _gradients(ns["batchnorm_backward"], "batchnorm_backward", dout, cache)
+        return _gradients(ns[backward], backward, dout, cache)
 
     return run
 
@@ -165,12 +168,13 @@ def _own_gradients(ns: Namespace, forward: str, backward: str, x: np.ndarray, ga
     return outputs
 
 
-def _backward_given(seed: int, n: int, d: int, eps: float | None, scale: float = 1.0):
+def _backward_given(seed: int, n: int, d: int, eps: float | None, scale: float = 1.0,
+                    backward: str = "batchnorm_backward"):
     def run(ns: Namespace) -> Outputs:
         x = _features(seed, n, d, scale)
         gamma, beta = _affine(seed + 1, d)
         dout = _output_gradient(seed + 2, (n, d))
-        return _own_gradients(ns, "batchnorm_forward", "batchnorm_backward", x, gamma, beta, dout, eps)
+        return _own_gradients(ns, "batchnorm_forward", backward, x, gamma, beta, dout, eps)
 
     return run
 
@@ -237,28 +241,16 @@ _SPATIAL_BACKWARD = ("batchnorm_forward", "batchnorm_backward", "spatial_batchno
 # batchnorm_backward_alt: the simplified backward, on the same cache
 
 
-def _alt_backward_probe(seed: int, n: int, d: int, eps: float | None, scale: float = 1.0):
-    def run(ns: Namespace) -> Outputs:
-        x = _features(seed, n, d, scale)
-        gamma, beta = _affine(seed + 1, d)
-        dout = _output_gradient(seed + 2, (n, d))
-        _, cache = _call_forward(ns, "batchnorm_forward", x, gamma, beta, eps)
-        return _gradients(ns["batchnorm_backward_alt"], "batchnorm_backward_alt", dout, cache)
-
-    return run
-
-
-def _alt_backward_given(seed: int, n: int, d: int, eps: float | None, scale: float = 1.0):
-    def run(ns: Namespace) -> Outputs:
-        x = _features(seed, n, d, scale)
-        gamma, beta = _affine(seed + 1, d)
-        dout = _output_gradient(seed + 2, (n, d))
-        return _own_gradients(ns, "batchnorm_forward", "batchnorm_backward_alt", x, gamma, beta, dout, eps)
-
-    return run
-
-
 _ALT_BACKWARD = ("batchnorm_forward", "batchnorm_backward_alt")
+
+
+def _backward_check(name: str, targets: tuple[str, ...], seed: int, n: int, d: int, eps: float | None,
+                    scale: float = 1.0) -> Probe:
+    """A probe of a backward pass (the last target) and its given-run, on the same inputs."""
+    backward = targets[-1]
+    return Probe(name, targets, _backward_probe(seed, n, d, eps, scale, backward), mistakes=_BACKWARD_MISTAKES,
+                 labels=_GRADIENT_LABELS, **_F64, given=_backward_given(seed, n, d, eps, scale, backward),
+                 given_check="backward_at_student_statistics")
 
 
 # ---------------------------------------------------------------------------
@@ -345,19 +337,11 @@ ASSIGNMENT = Assignment(
                   _forward_probe(14, 3, 11, 1e-3), mistakes=_FORWARD_MISTAKES, labels=_FORWARD_LABELS, **_F64),
         ),
         "test_batchnorm_backward": (
-            Probe("backward on a (16, 5) batch with the default eps", _BACKWARD,
-                  _backward_probe(20, 16, 5, None), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS, **_F64,
-                  given=_backward_given(20, 16, 5, None), given_check="backward_at_student_statistics"),
-            Probe("backward on a (2, 3) batch: a batch of 2", _BACKWARD,
-                  _backward_probe(21, 2, 3, 1e-5), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS, **_F64,
-                  given=_backward_given(21, 2, 3, 1e-5), given_check="backward_at_student_statistics"),
-            Probe("backward with eps=0.5 and features of tiny variance", _BACKWARD,
-                  _backward_probe(22, 7, 4, 0.5, scale=1e-3), mistakes=_BACKWARD_MISTAKES,
-                  labels=_GRADIENT_LABELS, **_F64, given=_backward_given(22, 7, 4, 0.5, scale=1e-3),
-                  given_check="backward_at_student_statistics"),
-            Probe("backward on a (4, 9) batch with eps=1e-2", _BACKWARD,
-                  _backward_probe(23, 4, 9, 1e-2), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS, **_F64,
-                  given=_backward_given(23, 4, 9, 1e-2), given_check="backward_at_student_statistics"),
+            _backward_check("backward on a (16, 5) batch with the default eps", _BACKWARD, 20, 16, 5, None),
+            _backward_check("backward on a (2, 3) batch: a batch of 2", _BACKWARD, 21, 2, 3, 1e-5),
+            _backward_check("backward with eps=0.5 and features of tiny variance",
+                            _BACKWARD, 22, 7, 4, 0.5, scale=1e-3),
+            _backward_check("backward on a (4, 9) batch with eps=1e-2", _BACKWARD, 23, 4, 9, 1e-2),
         ),
         "test_spatial_batchnorm_forward": (
             Probe("spatial forward on a (2, 3, 4, 5) batch with the default eps", _SPATIAL_FORWARD,
@@ -384,19 +368,12 @@ ASSIGNMENT = Assignment(
                   given_check="backward_at_student_statistics"),
         ),
         "test_batchnorm_backward_alt": (
-            Probe("simplified backward on a (16, 5) batch with the default eps", _ALT_BACKWARD,
-                  _alt_backward_probe(50, 16, 5, None), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS, **_F64,
-                  given=_alt_backward_given(50, 16, 5, None), given_check="backward_at_student_statistics"),
-            Probe("simplified backward on a batch of 2", _ALT_BACKWARD,
-                  _alt_backward_probe(51, 2, 3, 1e-5), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS, **_F64,
-                  given=_alt_backward_given(51, 2, 3, 1e-5), given_check="backward_at_student_statistics"),
-            Probe("simplified backward with eps=0.5 and features of tiny variance", _ALT_BACKWARD,
-                  _alt_backward_probe(52, 7, 4, 0.5, scale=1e-3), mistakes=_BACKWARD_MISTAKES,
-                  labels=_GRADIENT_LABELS, **_F64, given=_alt_backward_given(52, 7, 4, 0.5, scale=1e-3),
-                  given_check="backward_at_student_statistics"),
-            Probe("simplified backward on a (4, 9) batch with eps=1e-2", _ALT_BACKWARD,
-                  _alt_backward_probe(53, 4, 9, 1e-2), mistakes=_BACKWARD_MISTAKES, labels=_GRADIENT_LABELS, **_F64,
-                  given=_alt_backward_given(53, 4, 9, 1e-2), given_check="backward_at_student_statistics"),
+            _backward_check("simplified backward on a (16, 5) batch with the default eps",
+                            _ALT_BACKWARD, 50, 16, 5, None),
+            _backward_check("simplified backward on a batch of 2", _ALT_BACKWARD, 51, 2, 3, 1e-5),
+            _backward_check("simplified backward with eps=0.5 and features of tiny variance",
+                            _ALT_BACKWARD, 52, 7, 4, 0.5, scale=1e-3),
+            _backward_check("simplified backward on a (4, 9) batch with eps=1e-2", _ALT_BACKWARD, 53, 4, 9, 1e-2),
         ),
         "test_init_scale_sweep": (
             Probe("a sweep of the scales 0.01, 1 and 10, 60 SGD steps each, with a seed of its own", _SWEEP,

@@ -349,7 +349,8 @@ def _own_mlp(ns: Namespace, seed: int):
 
 
 def _stand_in_batchnorm() -> Any:
-    """PyTorch's batch norm for 2-D to 4-D input: stands in for the student's BatchNorm in a given-run."""
+    """PyTorch's batch norm for 2-D to 4-D input: stands in for the student's BatchNorm in the given-run of
+    ``recalibrate_bn`` on a model of the student's layers, which then judges recalibrate_bn on its own."""
     from torch import nn
 
     class StandInBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -358,21 +359,6 @@ def _stand_in_batchnorm() -> Any:
                 raise ValueError(f"expected 2-D, 3-D or 4-D input (got {input.dim()}-D input)")
 
     return StandInBatchNorm
-
-
-def _with_stand_in(run: Any) -> Any:
-    """``run`` with PyTorch's batch norm in place of the student's: recalibrate_bn judged on its own."""
-
-    def given(ns: Namespace) -> Outputs:
-        namespace = ns if isinstance(ns, dict) else dict(ns)
-        saved = namespace.get("BatchNorm")
-        namespace["BatchNorm"] = _stand_in_batchnorm()
-        try:
-            return run(namespace)
-        finally:
-            namespace["BatchNorm"] = saved
-
-    return given
 
 
 def _norm_layers(model: Any) -> list[Any]:
@@ -622,7 +608,8 @@ ASSIGNMENT = Assignment(
             Probe("an MLP built from your own BatchNorm, batches given as [input, label] lists",
                   ("BatchNorm", "recalibrate_bn"), _recalibrate_probe(62, "own", (4,), [4, 6, 2], "lists", "train"),
                   mistakes=_RECALIBRATE_MISTAKES + ("ONLY_TORCH_LAYERS",), **_F64,
-                  given=_with_stand_in(_recalibrate_probe(62, "own", (4,), [4, 6, 2], "lists", "train"))),
+                  given=with_stand_ins(_recalibrate_probe(62, "own", (4,), [4, 6, 2], "lists", "train"),
+                                       lambda: {"BatchNorm": _stand_in_batchnorm()})),
         ),
         "test_train_vs_eval_accuracy": (
             Probe("a CNN of your BatchNorm layers trained for 2 epochs with a seed of its own, measured with "
