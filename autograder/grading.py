@@ -32,9 +32,26 @@ def _source(cell: Mapping[str, Any]) -> str:
     return "".join(source) if isinstance(source, list) else str(source)
 
 
+#: A course-provided (locked) cell whose grade id ends so only draws a figure for the student's notebook.
+FIGURE_SUFFIX = "-figure"
+
+
+def is_figure_cell(cell: Mapping[str, Any]) -> bool:
+    meta = _nbgrader(cell)
+    return cell.get("cell_type") == "code" and bool(meta.get("locked")) and \
+        str(meta.get("grade_id", "")).endswith(FIGURE_SUFFIX)
+
+
+def runs_in_sandbox(cell: Mapping[str, Any]) -> bool:
+    """Whether the grader's worker executes this cell: every code cell but the test cells (their checks run
+    instead) and the figure cells (a figure is for the student's own notebook; drawing it would cost every
+    submission seconds and grade nothing)."""
+    return cell.get("cell_type") == "code" and not is_test_cell(cell) and not is_figure_cell(cell)
+
+
 def student_cells(notebook: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The code cells the grader executes: every code cell but the test cells, in order."""
-    return [cell for cell in notebook.get("cells", []) if cell.get("cell_type") == "code" and not is_test_cell(cell)]
+    """The code cells the grader executes, in order."""
+    return [cell for cell in notebook.get("cells", []) if runs_in_sandbox(cell)]
 
 
 def student_code(notebook: Mapping[str, Any]) -> list[str]:
@@ -61,13 +78,11 @@ def _test_positions(notebook: Mapping[str, Any], tests: Mapping[str, Any]) -> di
     where: dict[str, int] = {}
     code_cells = 0
     for cell in notebook.get("cells", []):
-        if cell.get("cell_type") != "code":
-            continue
         if is_test_cell(cell):
             grade_id = _nbgrader(cell).get("grade_id", "")
             if grade_id in tests and grade_id not in where:
                 where[grade_id] = code_cells
-        else:
+        elif runs_in_sandbox(cell):
             code_cells += 1
     return where
 
@@ -110,7 +125,7 @@ def _cell_numbers(notebook: Mapping[str, Any]) -> dict[int, int]:
     """Student code cell position -> its number among all the notebook's cells (1-based), for messages."""
     numbers, position = {}, 0
     for number, cell in enumerate(notebook.get("cells", []), start=1):
-        if cell.get("cell_type") == "code" and not is_test_cell(cell):
+        if runs_in_sandbox(cell):
             numbers[position] = number
             position += 1
     return numbers

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from autograder.checks import ASSIGNMENT_IDS
 from autograder.confinement import environment, regular_files, write_files
-from autograder.grading import is_test_cell
+from autograder.grading import is_figure_cell, is_test_cell, runs_in_sandbox
 from autograder.sandbox import Limits
 from autograder.verdicts import Verdict
 
@@ -272,7 +272,10 @@ class UseSandboxResults(Preprocessor):
         apply_verdicts(nb, result.verdicts)
         position = 0
         for cell in nb.cells:
-            if cell.cell_type != "code" or is_test_cell(cell):
+            if is_figure_cell(cell):
+                cell.outputs = [NotebookNode(output_type="stream", name="stdout",
+                                             text="(not run when grading: this cell only draws your figure)\n")]
+            if not runs_in_sandbox(cell):
                 continue
             run = result.cells.get(position)
             position += 1

@@ -268,21 +268,22 @@ def rules_markdown(assignment: Assignment) -> str:
     return f"""## How your work is graded
 
 Each test cell has visible tests, which you run, and hidden tests, which run when your notebook is
-graded: they call your functions on inputs drawn for you alone and compare the results with
-PyTorch's. A test cell earns the fraction of its hidden checks that pass. Its feedback names each
+graded: they call your functions on inputs drawn for you alone and compare the results with those
+of a reference written with PyTorch (PyTorch's own layer wherever it has one). A test cell earns the fraction of its hidden checks that pass. Its feedback names each
 failed check and how your result differs, and, when it recognizes it, the mistake. Errors and printed
 output reach the feedback only as a short excerpt: an error's type and the start of its first line
 (160 characters), and 2,000 characters of output per cell.
 
-One mistake costs once: when one of your functions builds on another (a backward pass reading your
-forward pass's cache, a layer for images calling the one for vectors, a function running your own
-`BatchNorm`), a mistake in the one it builds on is graded in that function's test cells, and the
-other keeps its points as long as it is right given what the first one does.
+One mistake costs once: when one of your functions builds on another of yours, a mistake in the one
+it builds on costs points only in that function's test cells; the other keeps its points as long as
+it is right given what the first one does.
 
 {numpy_only}Your notebook is graded as code. Every code cell you write must keep to these rules:
 
 - import only from {_names(imports)}, and the submodules of {_names(wildcards)};
-- never name the library's own version of an exercise: {_names(library) or "none"}{type_checks};
+- never use the library's own version of an exercise as an attribute, an imported name or a keyword
+  argument (in strings, comments, docstrings and your own variable names these words are free):
+  {_names(library) or "none"}{type_checks};
 - no `getattr`, `setattr`, `delattr` or `hasattr` with a computed name (a literal string is fine), and
   no {_names(sorted(FORBIDDEN_CALLS))};
 - no attribute or name with double underscores other than {_names(sorted(ALLOWED_DUNDERS))}, and no

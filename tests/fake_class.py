@@ -46,15 +46,24 @@ def _meta(cell: dict) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
+#: What every fake student writes for a written question.
+WRITTEN_ANSWER = "My answer: the running statistics lag behind the weights."
+
+
 def solutions() -> dict[str, str]:
     """The reference answer of every answer cell, as a student would have typed it."""
     answers = {}
     for cell in _load("solutions")["cells"]:
-        # Written answers stay as released: a student writes their own, not the instructors' rubric.
-        if _meta(cell).get("solution") and cell["cell_type"] == "code":
-            lines = [line for line in _source(cell).splitlines()
-                     if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line]
-            answers[_meta(cell)["grade_id"]] = "\n".join(lines)
+        if not _meta(cell).get("solution"):
+            continue
+        if cell["cell_type"] != "code":
+            # A written answer in the student's own words, not the instructors' rubric (an answer left as
+            # released scores 0 under nbgrader; an answered one waits for a person).
+            answers[_meta(cell)["grade_id"]] = WRITTEN_ANSWER
+            continue
+        lines = [line for line in _source(cell).splitlines()
+                 if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line]
+        answers[_meta(cell)["grade_id"]] = "\n".join(lines)
     return answers
 
 

@@ -331,14 +331,14 @@ def _secrets(course: Path) -> list[str]:
     lines = [CANARY]
     for path in [course / "autograder" / "checks" / "bn_math.py", course / "autograder" / "references" / "bn_math.py"]:
         lines += [line.strip() for line in path.read_text().splitlines() if len(line.strip()) > 40]
-    from tests.fake_class import solutions
+    from tests.fake_class import WRITTEN_ANSWER, solutions
 
     import nbformat
 
     released = "\n".join(cell.source for cell in
                          nbformat.read(course / "exercises" / "bn_math" / "bn_math.ipynb", as_version=4).cells)
-    lines += [line.strip() for source in solutions().values() for line in source.splitlines()
-              if len(line.strip()) > 30 and line.strip() not in released]
+    lines += [line.strip() for source in solutions().values() if source != WRITTEN_ANSWER
+              for line in source.splitlines() if len(line.strip()) > 30 and line.strip() not in released]
     return lines
 
 

@@ -210,3 +210,19 @@ def test_the_zygote_never_holds_a_submission():
         run = sandbox.run(job, Limits(cell_seconds=10, notebook_seconds=30))
         assert run.cells[0].output.strip() == str(len(marker))
         assert not _memory_holds(sandbox._process.pid, marker.encode())
+
+
+def test_figure_cells_are_not_run_when_grading(grader):
+    """A course-provided cell that only draws a figure costs every submission seconds and grades nothing:
+    the worker skips it, and the checks still find everything they need."""
+    from autograder.grading import is_figure_cell
+    from tests.conftest import source_notebook
+
+    notebook = source_notebook("bn_math")
+    figures = [cell for cell in notebook.cells if is_figure_cell(cell)]
+    assert figures
+    for cell in figures:
+        cell.source = "raise RuntimeError('the figure cell ran')"
+    graded = grader.grade(notebook, "bn_math")
+    assert not [cell for cell in graded.cells.values() if "figure cell ran" in cell.error]
+    assert all(verdict.fraction == 1 for verdict in graded.verdicts.values())

@@ -24,8 +24,10 @@ from browser import sitekit  # noqa: E402
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS",
            "run_hidden_tests", "autograder.hidden")
 
-# Lines too generic to identify a solution on their own.
-_TRIVIAL = re.compile(r"^(pass|return|else:|try:|finally:|\)|\]|\}|return None|raise NotImplementedError\(\))$")
+# Lines too generic to identify a solution on their own (the last three: PyTorch's training step, in every
+# training loop of the book as in every tutorial).
+_TRIVIAL = re.compile(r"^(pass|return|else:|try:|finally:|\)|\]|\}|return None|raise NotImplementedError\(\)"
+                      r"|optimizer\.zero_grad\(\)|loss\.backward\(\)|optimizer\.step\(\))$")
 WINDOW = 3          # consecutive solution lines that must not appear together
 SHORT_SOLUTION = 40  # a solution of fewer lines must not appear whole if this long
 
