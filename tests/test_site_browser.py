@@ -231,13 +231,11 @@ def test_nothing_overflows_a_phone_screen(visit):
 
 
 def test_colab_is_offered_only_for_notebooks(visit):
-    """Colab opens .ipynb files only: on a MyST chapter its button is hidden
-    (book/_static/custom.css), while Binder and JupyterHub stay."""
-    chapters = [r for r in visit.pages.values()
-                if any("colab.research.google.com" in link and link.endswith(".md") for link in r.links)]
-    if not chapters:
-        pytest.skip("no MyST chapter page with a Colab link")
-    bad = {r.name: [u for u in r.launch_shown if "colab.research.google.com" in u and u.endswith(".md")]
-           for r in chapters}
-    bad = {name: urls for name, urls in bad.items() if urls}
-    assert not bad, _report(bad, "Colab offered for a Markdown file")
+    """Colab opens .ipynb files only: every chapter's Colab button opens the notebook
+    shipped next to the chapter (autograder/launch_links.py), never its Markdown source."""
+    colab = {r.name: [link for link in r.links if "colab.research.google.com" in link]
+             for r in visit.pages.values()}
+    assert any(colab.values()), "no page offers Colab"
+    bad = {name: [link for link in links if not link.endswith(".ipynb")] for name, links in colab.items()}
+    bad = {name: links for name, links in bad.items() if links}
+    assert not bad, _report(bad, "Colab offered for a file that is not a notebook")
