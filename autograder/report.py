@@ -130,7 +130,10 @@ def _html(course: Any, points: dict[str, float], manual: set[str], rows: list[di
     maximum = sum(points.values())
     if totals:
         mean = sum(totals) / len(totals)
-        parts.append(f"<p>{len(rows)} students, mean total {mean:.2f} of {maximum:g}; "
+        waiting = sum(row[question] == BY_HAND for row in rows for question in manual)
+        pending = f" ({waiting} written answers still to grade by hand count in it as nothing yet)" \
+            if waiting else ""
+        parts.append(f"<p>{len(rows)} students, mean total {mean:.2f} of {maximum:g}{pending}; "
                      f"{sum(row['status'] != 'graded' for row in rows)} with an error.</p>")
         parts.append(f"<img alt='distribution of totals' src='data:image/png;base64,"
                      f"{_histogram(totals, maximum, 'Total')}'>")

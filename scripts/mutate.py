@@ -49,7 +49,8 @@ MUTANTS = [
            "_forward_probe(11, 2, 5, 1e-5)", "_forward_probe(11, 64, 5, 1e-5)", ("tests/test_probe_record.py",)),
     Mutant("probe-dropped", "autograder/checks/bn_math.py",
            '            Probe("forward on a (3, 11) batch with eps=1e-3", _FORWARD,\n'
-           '                  _forward_probe(14, 3, 11, 1e-3), mistakes=_FORWARD_MISTAKES),\n', "",
+           '                  _forward_probe(14, 3, 11, 1e-3), mistakes=_FORWARD_MISTAKES, labels=_FORWARD_LABELS, **_F64),\n',
+           "",
            ("tests/test_probe_record.py",)),
     Mutant("default-tolerance-loosened", "autograder/checks/core.py",
            "    rtol: float = 1e-6\n", "    rtol: float = 1e-3\n", ("tests/test_probe_record.py",)),
@@ -113,6 +114,10 @@ MUTANTS = [
     Mutant("links-in-submissions-followed", "autograder/nbgrader_plugins.py",
            "    _copy_no_links()\n    c.CourseDirectory.root = root", "    c.CourseDirectory.root = root",
            (TAMPER, "-k", "plain_nbgrader_feedback")),
+    Mutant("figure-cells-run-when-grading", "autograder/grading.py",
+           'return cell.get("cell_type") == "code" and not is_test_cell(cell) and not is_figure_cell(cell)',
+           'return cell.get("cell_type") == "code" and not is_test_cell(cell)',
+           ("tests/test_grading_units.py", "-k", "figure")),
     Mutant("kernel-without-a-notebook-limit", "autograder/nbgrader_plugins.py",
            "            deadline.start()\n", "", ("tests/test_kernel_limits.py",)),
     # The source policy
@@ -126,6 +131,10 @@ MUTANTS = [
     Mutant("policy-type-checks-anywhere", "autograder/policy.py",
            'type_check_only = name in self.type_checks and not self._in_type_check and how != "imports"',
            "type_check_only = False", ("tests/test_policy.py",)),
+    Mutant("policy-denies-the-students-own-variables", "autograder/policy.py",
+           "        if node.id in self.type_checks and not self._in_type_check:",
+           "        if node.id in self.denied or node.id in self.type_checks and not self._in_type_check:",
+           ("tests/test_policy.py",)),
     Mutant("policy-allows-import-anything", "autograder/policy.py",
            "            if not _import_allowed(alias.name):", "            if False:", ("tests/test_policy.py",)),
     # Fairness

@@ -59,6 +59,12 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     mean = torch.einsum("...->...", x).mean(dim=dims, keepdim=True)
     return (x - mean) / torch.sqrt(x.var(dim=dims, unbiased=False, keepdim=True) + eps)
 '''),
+    "the library's names as the student's own variables and strings": (TRAIN_EVAL, """
+def compare(layer, x):
+    batch_norm = layer
+    label = "torch.nn.functional.batch_norm"
+    return batch_norm(x), label
+"""),
     "an unused torch import in NumPy code": (BN_MATH, """
 import numpy as np
 import torch
