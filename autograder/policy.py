@@ -265,6 +265,9 @@ def rules_markdown(assignment: Assignment) -> str:
     if own:
         type_checks += (f"; the names of your own functions ({_names(own)}) only for them: the library's "
                         f"function of that name, as in `F.{own[0]}`, earns nothing")
+    private = sorted(name for name in assignment.type_checks if name.startswith("_"))
+    private_type_checks = f" other than {_names(private)}, which you may import for `isinstance`" \
+        if private else ""
     return f"""## How your work is graded
 
 Each test cell has visible tests, which you run, and hidden tests, which run when your notebook is
@@ -287,7 +290,7 @@ it is right given what the first one does.
 - no `getattr`, `setattr`, `delattr` or `hasattr` with a computed name (a literal string is fine), and
   no {_names(sorted(FORBIDDEN_CALLS))};
 - no attribute or name with double underscores other than {_names(sorted(ALLOWED_DUNDERS))}, and no
-  private attribute of a module (such as `torch._C`).
+  private attribute of a module (such as `torch._C`){private_type_checks}.
 
 A cell outside the rules earns no automatic credit for the functions it can affect (those it
 defines, or all of them if it defines none), and your notebook goes to an instructor for review.

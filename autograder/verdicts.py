@@ -70,10 +70,30 @@ class Verdict:
     def mistakes(self) -> list[str]:
         return sorted({outcome.mistake for outcome in self.outcomes if outcome.mistake})
 
+    def _failures(self) -> list[str]:
+        """One line per failed check, but once per named mistake: the first check it explains, then how
+        many more it explains (seven lines saying the same thing hide the one that differs)."""
+        first: dict[str, int] = {}
+        lines: list[str] = []
+        more: list[int] = []
+        for outcome in self.outcomes:
+            if outcome.passed:
+                continue
+            if outcome.mistake and outcome.mistake in first:
+                more[first[outcome.mistake]] += 1
+                continue
+            if outcome.mistake:
+                first[outcome.mistake] = len(lines)
+            lines.append(outcome.message)
+            more.append(0)
+        lines = [line + (f" (the same in {count} more check{'s' if count > 1 else ''})" if count else "")
+                 for line, count in zip(lines, more)]
+        return list(dict.fromkeys(lines))
+
     def report(self) -> str:
         """What the student reads under the test cell."""
         head = f"Hidden tests: {self.passed} of {self.total} checks passed."
-        lines = list(dict.fromkeys(self.messages)) + list(dict.fromkeys(o.note for o in self.outcomes if o.note))
+        lines = self._failures() + list(dict.fromkeys(o.note for o in self.outcomes if o.note))
         if not lines:
             return head
         items = (textwrap.fill(line, width=100, initial_indent="- ", subsequent_indent="  ",

@@ -70,3 +70,19 @@ def test_two_students_get_different_hidden_inputs():
     second = judge.expected("test_batchnorm_forward", 0, 2)["out"]
     assert first.shape == second.shape and not np.allclose(first, second)
     assert np.array_equal(first, judge.expected("test_batchnorm_forward", 0, 1)["out"])
+
+
+def test_a_mistake_that_fails_several_checks_is_told_once():
+    """Seven lines saying "the unbiased variance" would hide the one check that fails for another reason."""
+    from autograder.verdicts import ProbeOutcome, Verdict
+
+    unbiased = "the unbiased variance (dividing by N - 1)"
+    outcomes = (ProbeOutcome("a", False, f"forward on a batch of 2: {unbiased}", unbiased),
+                ProbeOutcome("b", True),
+                ProbeOutcome("c", False, f"forward with eps=0.5: {unbiased}", unbiased),
+                ProbeOutcome("d", False, "forward on a huge scale: 3 of 18 entries differ", ""),
+                ProbeOutcome("e", False, f"forward on (3, 11): {unbiased}", unbiased))
+    report = Verdict("test_batchnorm_forward", outcomes).report()
+    assert report.splitlines()[0] == "Hidden tests: 1 of 5 checks passed."
+    assert report.count(unbiased) == 1 and "(the same in 2 more checks)" in report
+    assert "3 of 18 entries differ" in report

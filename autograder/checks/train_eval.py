@@ -223,7 +223,8 @@ def _training_probe(seed: int, shapes: list[tuple[int, ...]], options: dict[str,
 
 
 def _batch_of_one_probe(seed: int):
-    """A training batch with one value per channel raises ValueError; one example with positions does not."""
+    """A batch with one value per channel raises ValueError wherever it would be normalized with its own
+    statistics (training, or evaluation without running statistics); one example with positions does not."""
 
     def run(ns: Namespace) -> Outputs:
         layer = _module(ns, 3, {}, seed).train()
@@ -241,6 +242,15 @@ def _batch_of_one_probe(seed: int):
         outputs["out (2, 3)"] = as_array(layer(_input(seed + 3, (2, 3))))
         layer.eval()
         outputs["eval out (1, 3)"] = as_array(layer(_input(seed + 4, (1, 3))))
+        # Without running statistics, evaluation mode normalizes with the batch's own: one value cannot be.
+        untracked = _module(ns, 3, {"track_running_stats": False}, seed).eval()
+        try:
+            untracked(_input(seed + 5, (1, 3)))
+            outputs["eval untracked raised (1, 3)"] = np.array("nothing")
+        except NotImplementedError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the type is the output
+            outputs["eval untracked raised (1, 3)"] = raised(error)
         return outputs
 
     return run
