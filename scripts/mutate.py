@@ -158,7 +158,7 @@ MUTANTS = [
     Mutant("written-answers-count-as-zero", "autograder/report.py",
            "            per_question[question] = BY_HAND if value is None else round(value, 3)",
            "            per_question[question] = 0.0 if value is None else round(value, 3)",
-           ("tests/test_grading_cli.py", "-k", "by_hand")),
+           ("tests/test_grading_cli.py", "-k", "written_answers")),
     # The site and the set-up
     Mutant("figure-caption-removed", "book/bn_math.md", "  caption: |", "  title: |",
            ("tests/test_bn_math_chapter.py",)),
