@@ -105,7 +105,7 @@ MUTANTS = [
            "            if False:", ("tests/test_grading_units.py", "-k", "forged")),
     Mutant("arrays-decoded-without-a-size-check", "autograder/sandbox.py",
            "        if size > MAX_ARRAY_BYTES or len(data) > 4 * (size // 3 + 2):",
-           "        if False:", ("tests/test_grading_units.py", "-k", "bomb")),
+           "        if False:", ("tests/test_grading_units.py", "-k", "bomb or oversized")),
     Mutant("test-cell-turned-markdown-keeps-its-kind", "autograder/pipeline.py",
            "        if isinstance(grade_id, str) and grade_id in protected:",
            "        if isinstance(grade_id, str) and grade_id in protected and "

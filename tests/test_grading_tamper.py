@@ -261,8 +261,10 @@ CASES = {
     "library_forward": (notebook({"batchnorm_forward": LIBRARY_FORWARD}), 0.0),
     # The backward points (4) and the spatial backward's (3), which delegates to it, are lost.
     "autograd_backward": (notebook({"batchnorm_backward": AUTOGRAD_BACKWARD}), HONEST - 7.0),
-    "markdown_test_cells": (_nb(edit=_to_kind("markdown")), 0.0),
-    "raw_test_cells": (_nb(edit=_to_kind("raw")), 0.0),
+    # A test cell turned into markdown or raw (Esc M by accident, or on purpose) is a test cell again:
+    # the honest student loses nothing, and the trick gains nothing.
+    "markdown_test_cells": (notebook(edit=_to_kind("markdown")), HONEST),
+    "raw_test_cells": (notebook(edit=_to_kind("raw")), HONEST),
     "rebind_worker": (_nb(before_first_test=[REBIND_WORKER]), 0.0),
     "read_course_files": (_nb(before_first_test=[READ_COURSE_FILES]), 0.0),
     "environment_and_network": (_nb(before_first_test=[ENVIRONMENT_AND_NETWORK]), 0.0),

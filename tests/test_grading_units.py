@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from nbformat import NotebookNode
 
+from autograder import sandbox
 from autograder.intake import check_notebook, collect, student_id
 from autograder.nbgrader_plugins import HideHiddenTests
-from tests.conftest import ROOT
 from autograder.sandbox import Job, Limits, read_results
+from tests.conftest import ROOT
 from tests.fake_class import as_zip, notebook, write
 
 
@@ -73,6 +74,12 @@ def test_forged_result_events_void_the_run(tmp_path):
                                    {"event": "probe", "number": 0, "ok": False, "error": "x"}, given,
                                    {"event": "cell", "index": 1, "ok": True}, {"event": "finished"}), order)
     assert forged.tampered and not forged.probe_outputs and not forged.finished
+    # The same events, as many as expected, but a probe's answer comes before its cell has run.
+    swapped = read_results(_events(tmp_path / "s", {"event": "started"},
+                                    {"event": "probe", "number": 0, "ok": True, "outputs": {}},
+                                    {"event": "cell", "index": 0, "ok": True}, given,
+                                    {"event": "cell", "index": 1, "ok": True}, {"event": "finished"}), order)
+    assert swapped.tampered == "an event out of turn" and not swapped.probe_outputs
     garbage = tmp_path / "g"
     garbage.write_text('{"event": "started"}\nnot json\n')
     assert read_results(garbage, order).tampered
@@ -87,6 +94,20 @@ def test_an_array_bomb_is_refused_before_it_is_built(tmp_path):
                                 {"event": "given", "number": 0, "ok": False, "error": "-"},
                                 {"event": "finished"}), job.expected_events())
     assert run.tampered and not run.probe_outputs
+
+
+@pytest.mark.parametrize("declared", [
+    {"dtype": "<f8", "shape": [10**8, 10**8], "data": "AAAA"},  # a shape far beyond what the grader accepts
+    {"dtype": "<f8", "shape": [1], "data": "A" * 4_000_000},  # data far longer than its shape needs
+])
+def test_an_oversized_output_is_refused_before_its_data_is_decoded(monkeypatch, declared):
+    """The declared size is checked first: the base64 text of a bomb is never decoded, let alone built."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the data was decoded")
+
+    monkeypatch.setattr(sandbox.base64, "b64decode", refuse)
+    with pytest.raises(ValueError, match="too large"):
+        sandbox.decode_outputs({"out": declared})
 
 
 def test_feedback_filter_removes_hidden_tests_and_their_tracebacks():
