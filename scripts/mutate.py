@@ -52,6 +52,9 @@ MUTANTS = [
            '                  _forward_probe(14, 3, 11, 1e-3), mistakes=_FORWARD_MISTAKES, labels=_FORWARD_LABELS, **_F64),\n',
            "",
            ("tests/test_probe_record.py",)),
+    Mutant("exception-type-not-compared", "autograder/checks/core.py",
+           'if got.dtype.kind != "U" or got.shape != want.shape or not np.array_equal(got, want):',
+           'if got.dtype.kind != "U":', ("tests/test_verdicts.py",)),
     Mutant("default-tolerance-loosened", "autograder/checks/core.py",
            "    rtol: float = 1e-6\n", "    rtol: float = 1e-3\n", ("tests/test_probe_record.py",)),
     Mutant("two-mistakes-one-description", "autograder/references/bn_math.py",
@@ -66,6 +69,11 @@ MUTANTS = [
     Mutant("feedback-loads-mathjax-from-a-cdn", "autograder/templates/feedback_offline/mathjax.html.j2",
            '{%- macro mathjax(url="") -%}',
            '{%- macro mathjax(url="") -%}\n<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js">'
+           '</script>', ("tests/test_grading_cli.py", "-k", "feedback")),
+    Mutant("feedback-script-loads-mathjax", "autograder/templates/feedback_offline/mathjax.html.j2",
+           '{%- macro mathjax(url="") -%}',
+           '{%- macro mathjax(url="") -%}\n<script>var s = document.createElement("script"); '
+           's.src = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"; document.head.appendChild(s);'
            '</script>', ("tests/test_grading_cli.py", "-k", "feedback")),
     Mutant("solution-line-outside-the-markers", "solutions/bn_math/bn_math.ipynb",
            '"    mean = x.mean(axis=0)\\n",', '"    mean = x.mean(axis=0)\\n",\n    "### END SOLUTION\\n",\n'

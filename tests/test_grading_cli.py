@@ -251,6 +251,8 @@ def test_feedback_has_no_hidden_test_and_no_remote_script(graded):
             assert line not in text, (file, line)
         assert "BEGIN HIDDEN TESTS" not in text
         assert not remote_resources(file), (file, remote_resources(file))
+        # Formulas are MathML: a feedback page needs no script, so none can fetch anything either.
+        assert "<script" not in text.lower(), file
     bob = (course / "feedback" / "bob" / "bn_math" / "bn_math.html").read_text(encoding="utf-8")
     assert "not implemented yet" in bob
 

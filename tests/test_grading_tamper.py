@@ -416,6 +416,8 @@ def test_plain_nbgrader_feedback_hides_hidden_tests_and_loads_nothing(plain_nbgr
         text = file.read_text(encoding="utf-8")
         assert not [line for line in hidden if line in text], file
         assert not remote_resources(file), (file, remote_resources(file))
+        # Formulas are MathML: a feedback page needs no script, so none can fetch anything either.
+        assert "<script" not in text.lower(), file
     honest = (course / "feedback" / "honest" / "bn_math" / "bn_math.html").read_text(encoding="utf-8")
     assert "Hidden tests: 5 of 5 checks passed." in honest
     # The notebook's formulas are drawn as MathML, with no script: none is left as TeX.

@@ -37,6 +37,30 @@ def test_missing_output_and_missing_exception():
     assert "should raise ValueError" in problems["raised"]
 
 
+def test_another_exception_than_the_expected_one_is_a_difference():
+    [(key, problem)] = compare({"raised": np.array("ValueError")}, {"raised": np.array("RuntimeError")}, RTOL, ATOL)
+    assert key == "raised" and "RuntimeError" in problem and "ValueError" in problem
+
+
+def test_boolean_outputs_must_match_exactly():
+    assert compare({"flag": np.array([True, False])}, {"flag": np.array([True, True])}, RTOL, ATOL)
+    assert matches({"flag": np.array([True, False])}, {"flag": np.array([True, False])}, RTOL, ATOL)
+
+
+def test_an_infinity_where_the_reference_is_finite_is_reported():
+    [(_, problem)] = compare({"out": np.zeros(2)}, {"out": np.array([0.0, np.inf])}, RTOL, ATOL)
+    assert "infinity" in problem
+
+
+def test_nan_where_the_reference_has_nan_matches():
+    assert matches({"out": np.array([1.0, np.nan])}, {"out": np.array([1.0, np.nan])}, RTOL, ATOL)
+
+
+def test_a_non_numeric_output_is_reported_with_its_type():
+    [(_, problem)] = compare({"out": np.zeros(2)}, {"out": np.array(["a", "b"])}, RTOL, ATOL)
+    assert "non-numeric" in problem
+
+
 def test_a_wrong_forward_is_diagnosed_as_the_unbiased_variance():
     def unbiased(x, gamma, beta, eps=1e-5):
         x_hat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0, ddof=1) + eps)
