@@ -47,6 +47,9 @@ MUTANTS = [
            ("tests/test_probe_record.py", "tests/test_catalog.py", "-k", "near or record or wrong_implementation")),
     Mutant("probe-input-made-easier", "autograder/checks/bn_math.py",
            "_forward_probe(11, 2, 5, 1e-5)", "_forward_probe(11, 64, 5, 1e-5)", ("tests/test_probe_record.py",)),
+    Mutant("probe-offset-removed", "autograder/checks/bn_math.py",
+           "_forward_probe(13, 6, 3, 1e-5, scale=1e4, offset=1e3)", "_forward_probe(13, 6, 3, 1e-5, scale=1e4)",
+           ("tests/test_probe_record.py",)),
     Mutant("probe-dropped", "autograder/checks/bn_math.py",
            '            Probe("forward on a (3, 11) batch with eps=1e-3", _FORWARD,\n'
            '                  _forward_probe(14, 3, 11, 1e-3), mistakes=_FORWARD_MISTAKES, labels=_FORWARD_LABELS, **_F64),\n',
@@ -65,6 +68,14 @@ MUTANTS = [
            '    "the unbiased variance (dividing by N - 1): batch norm normalizes with the biased one (dividing by N)",',
            '    "gamma and beta swapped: the output is gamma * x_hat + beta",',
            ("tests/test_catalog.py", "tests/test_verdicts.py", "-k", "named or diagnosed")),
+    Mutant("mistakes-swapped-under-their-descriptions", "autograder/references/train_eval.py",
+           'keras_momentum=True)\nBIASED_RUNNING_VAR = _batchnorm_mistake(\n'
+           '    "the biased batch variance in `running_var`: the running variance is updated with the unbiased one "\n'
+           '    "(n / (n - 1) times the biased variance, n values per channel)", biased_running_var=True)',
+           'biased_running_var=True)\nBIASED_RUNNING_VAR = _batchnorm_mistake(\n'
+           '    "the biased batch variance in `running_var`: the running variance is updated with the unbiased one "\n'
+           '    "(n / (n - 1) times the biased variance, n values per channel)", keras_momentum=True)',
+           ("tests/test_catalog.py", "-k", "train_eval and (keras or biased)")),
     # What students receive
     Mutant("feedback-loads-mathjax-from-a-cdn", "autograder/templates/feedback_offline/mathjax.html.j2",
            '{%- macro mathjax(url="") -%}',

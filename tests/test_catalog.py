@@ -8,11 +8,19 @@ message for the student.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import pytest
 
+from autograder.spec import load_spec
 from tests.conftest import assignments_with_sources, catalog, points, score, source_notebook, with_answer
 
 CASES = [(a, wrong) for a in assignments_with_sources() for wrong in catalog(a)]
+
+
+@lru_cache(maxsize=None)
+def _mistakes(assignment: str) -> dict:
+    return load_spec(assignment).mistakes
 
 
 @pytest.mark.parametrize("assignment", assignments_with_sources())
@@ -30,6 +38,13 @@ def test_catalog_has_at_least_eight_wrong_implementations(assignment):
     assert len(catalog(assignment)) >= 8
 
 
+@pytest.mark.parametrize("assignment", assignments_with_sources())
+def test_each_entry_is_tied_to_one_known_mistake_or_one_message(assignment):
+    loose = [w.name for w in catalog(assignment) if bool(w.shows) == bool(w.named_by)]
+    unknown = [f"{w.name}: {w.shows}" for w in catalog(assignment) if w.shows and w.shows not in _mistakes(assignment)]
+    assert not loose and not unknown, (loose, unknown)
+
+
 def _grades_name(grade_id: str, name: str) -> bool:
     return grade_id == f"test_{name}" or grade_id.startswith(f"test_{name}_")
 
@@ -41,7 +56,7 @@ def test_a_wrong_implementation_loses_points_in_its_own_cells_only_and_is_named(
     1. it loses points, with a message for the student;
     2. one mistake costs only its own function's test cells, also where other graded functions are built
        on it (except the cells listed in ``couples``, each with its reason, which it must still cost);
-    3. the feedback names the mistake: a known mistake of the probes that catch it ("your result matches
+    3. the feedback names the mistake: the known mistake the entry ``shows`` ("your result matches
        ..."), or, where no output can be compared (an exception, a ProbeError, the source policy), a message
        that names the problem by itself, which the entry quotes in ``named_by``.
     """
@@ -58,13 +73,13 @@ def test_a_wrong_implementation_loses_points_in_its_own_cells_only_and_is_named(
     assert not elsewhere, f"{wrong.name} (a bug in {wrong.target}) also cost {elsewhere}"
     stale = [grade_id for grade_id in allowed if verdicts[grade_id].fraction == 1]
     assert not stale, f"{wrong.name} no longer costs {stale}: remove them from its couples"
-    # 3. Named.
+    # 3. Named: as the mistake it is, or by the message that says it.
+    assert bool(wrong.shows) != bool(wrong.named_by), f"{wrong.name}: give exactly one of shows and named_by"
     named = sorted({mistake for verdict in verdicts.values() for mistake in verdict.mistakes})
     messages = [m for v in verdicts.values() for m in v.messages]
-    if named:
+    if wrong.shows:
+        description = _mistakes(assignment)[wrong.shows].description
+        assert description in named, f"{wrong.name}: the feedback should name {wrong.shows}, it names {named}"
         return
-    assert wrong.named_by, (
-        f"{wrong.name}: no known mistake is named; add a Mistake to references/{assignment}.py and list it in "
-        f"the probes that catch it, or quote in named_by the message that names the problem: {messages[:3]}")
     assert any(wrong.named_by in message for message in messages), (
         f"{wrong.name}: no message contains {wrong.named_by!r}: {messages[:3]}")

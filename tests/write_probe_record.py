@@ -1,8 +1,8 @@
 """Write ``tests/probe_record.json``: what every hidden test is, as the checks define it today.
 
 For every probe of every assignment the record holds its grade id, label, targets,
-tolerances, known mistakes, and, for the inputs of salt 0, the shapes and dtypes
-of the arrays it hands to the reference (every call of a graded name, recorded by
+tolerances, known mistakes, and, for the inputs of salt 0, the shapes, dtypes,
+ranges and means of the arrays it hands to the reference (every call of a graded name, recorded by
 wrapping the reference's functions and classes) and of the outputs it returns.
 ``tests/test_probe_record.py`` compares the checks with the record, so that a
 changed probe is a visible, reviewed diff. After changing a probe on purpose::
@@ -36,14 +36,29 @@ SALT = 0
 
 
 def _array_text(value: Any) -> str | None:
-    """``float64(4, 6)`` for an array or a tensor, None for anything else."""
+    """``float64(4, 6) in [-1.8, 2.3] mean 0.12`` for an array or a tensor, None for anything else.
+
+    The range and mean (two significant digits) pin what makes an input hard beyond its shape: an
+    offset far from zero, a tiny or huge scale, a constant channel. Two digits, so that only a change
+    to the probe moves them.
+    """
     if isinstance(value, np.ndarray):
-        dtype = str(value.dtype)
+        dtype, values = str(value.dtype), value
     elif callable(getattr(value, "detach", None)) and hasattr(value, "dtype") and hasattr(value, "shape"):
         dtype = str(value.dtype).replace("torch.", "")
+        values = value.detach().cpu().double().numpy() if value.is_floating_point() else None
     else:
         return None
-    return f"{dtype}{tuple(value.shape)}"
+    text = f"{dtype}{tuple(value.shape)}"
+    if values is None or values.dtype.kind not in "iuf" or not values.size:
+        return text
+    finite = values[np.isfinite(values)].astype(np.float64)
+    if not finite.size:
+        return text + " all non-finite"
+    low, high, mean = finite.min(), finite.max(), finite.mean()
+    if abs(mean) <= 1e-9 * max(abs(low), abs(high)):
+        mean = 0.0  # a centred input: its mean is rounding noise, whose digits could differ between machines
+    return text + f" in [{low:.2g}, {high:.2g}] mean {mean:.2g}"
 
 
 def describe(value: Any, depth: int = 0) -> str:

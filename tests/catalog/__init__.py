@@ -3,7 +3,8 @@
 Each module defines ``WRONG: list[WrongImplementation]``. A wrong implementation
 replaces the answer cell of one graded name in the source notebook; the test
 ``tests/test_catalog.py`` grades the result through the real grader and
-requires it to lose points.
+requires it to lose points, only in its own cells, with feedback that names
+the very mistake the entry ``shows`` (or quotes the message it is ``named_by``).
 """
 
 from __future__ import annotations
@@ -25,3 +26,6 @@ class WrongImplementation:
     #: itself (a ProbeError such as "should return a tuple (out, cache)", an exception that says it all,
     #: or the source policy's "uses `batch_norm`"). ``tests/test_catalog.py`` requires one or the other.
     named_by: str = ""
+    #: The known mistake (its name in ``autograder/references/<assignment>.py``) the feedback must name.
+    #: An entry has either ``shows`` or ``named_by``.
+    shows: str = ""

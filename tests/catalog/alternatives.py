@@ -14,7 +14,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         out = out + bias
     return out
-'''),
+''', shows="LN_UNBIASED"),
     W("layer-norm-last-dimension-only", "layer_norm", '''
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     mean = x.mean(dim=-1, keepdim=True)
@@ -25,7 +25,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         out = out + bias
     return out
-'''),
+''', shows="LN_LAST_DIM_ONLY"),
     W("layer-norm-rejects-int-shape", "layer_norm", '''
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     dims = tuple(range(-len(normalized_shape), 0))
@@ -57,7 +57,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         out = out + bias.reshape(shape)
     return out
-'''),
+''', shows="GN_GROUPS_LAST"),
     W("group-norm-eps-outside-sqrt", "group_norm", '''
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     n, c = x.shape[0], x.shape[1]
@@ -71,7 +71,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         out = out + bias.reshape(shape)
     return out
-'''),
+''', shows="GN_EPS_OUTSIDE"),
     W("group-norm-only-images", "group_norm", '''
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     n, c, h, w = x.shape
@@ -98,7 +98,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         out = out + bias.reshape(shape)
     return out
-'''),
+''', shows="GN_DETACHED"),
     W("instance-norm-batch-statistics", "instance_norm", '''
 def instance_norm(x, weight=None, bias=None, eps=1e-5):
     dims = (0,) + tuple(range(2, x.dim()))
@@ -111,7 +111,7 @@ def instance_norm(x, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         out = out + bias.reshape(shape)
     return out
-'''),
+''', shows="IN_BATCH"),
     W("instance-norm-ignores-bias", "instance_norm", '''
 def instance_norm(x, weight=None, bias=None, eps=1e-5):
     dims = tuple(range(2, x.dim()))
@@ -121,7 +121,7 @@ def instance_norm(x, weight=None, bias=None, eps=1e-5):
     if weight is not None:
         out = out * weight.reshape((1, x.shape[1]) + (1,) * (x.dim() - 2))
     return out
-'''),
+''', shows="IN_NO_BIAS"),
     W("instance-norm-through-batch-norm", "instance_norm", '''
 def instance_norm(x, weight=None, bias=None, eps=1e-5):
     n, c = x.shape[0], x.shape[1]
@@ -145,7 +145,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     if weight is not None:
         out = out * weight
     return out
-'''),
+''', shows="RMS_CENTERED"),
     W("rms-norm-default-eps-1e-6", "rms_norm", '''
 def rms_norm(x, normalized_shape, weight=None, eps=None):
     if isinstance(normalized_shape, int):
@@ -157,7 +157,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     if weight is not None:
         out = out * weight
     return out
-'''),
+''', shows="RMS_EPS_1E6"),
     W("rms-norm-float64-eps-always", "rms_norm", '''
 def rms_norm(x, normalized_shape, weight=None, eps=None):
     if isinstance(normalized_shape, int):
@@ -169,7 +169,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     if weight is not None:
         out = out * weight
     return out
-'''),
+''', shows="RMS_EPS_ZERO"),
     W("rms-norm-upcasts-to-float64", "rms_norm", '''
 def rms_norm(x, normalized_shape, weight=None, eps=None):
     if isinstance(normalized_shape, int):
@@ -182,22 +182,22 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     if weight is not None:
         out = out * weight.double()
     return out
-'''),
+''', shows="RMS_UPCAST"),
     W("weight-norm-norm-over-dim", "weight_norm", '''
 def weight_norm(v, g, dim=0):
     return g * v / v.norm(dim=dim, keepdim=True)
-'''),
+''', shows="WN_OVER_DIM"),
     W("weight-norm-minus-one-is-last-axis", "weight_norm", '''
 def weight_norm(v, g, dim=0):
     dim = dim % v.dim()
     other = [d for d in range(v.dim()) if d != dim]
     return g * v / torch.sqrt(v.pow(2).sum(dim=other, keepdim=True))
-'''),
+''', shows="WN_MINUS_ONE"),
     W("weight-norm-only-dim-zero", "weight_norm", '''
 def weight_norm(v, g, dim=0):
     norm = v.reshape(v.shape[0], -1).norm(dim=1)
     return g * v / norm.reshape((-1,) + (1,) * (v.dim() - 1))
-'''),
+''', shows="WN_OVER_DIM"),
     W("weight-norm-calls-library", "weight_norm", '''
 def weight_norm(v, g, dim=0):
     return g * v / torch.norm_except_dim(v, 2, dim)
@@ -210,7 +210,7 @@ def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1
     r = torch.clamp(sigma_b / sigma, 1.0 / r_max, r_max)
     d = torch.clamp((mean_b - running_mean) / sigma, -d_max, d_max)
     return weight * ((x - mean_b) / sigma_b * r + d) + bias
-'''),
+''', shows="BR_NOT_DETACHED"),
     W("batch-renorm-r-clipped-from-zero", "batch_renorm", '''
 def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1e-5):
     mean_b = x.mean(dim=0)
@@ -219,7 +219,7 @@ def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1
     r = torch.clamp(sigma_b / sigma, 0.0, r_max).detach()
     d = torch.clamp((mean_b - running_mean) / sigma, -d_max, d_max).detach()
     return weight * ((x - mean_b) / sigma_b * r + d) + bias
-'''),
+''', shows="BR_R_FROM_ZERO"),
     W("batch-renorm-unbiased-batch-variance", "batch_renorm", '''
 def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1e-5):
     mean_b = x.mean(dim=0)
@@ -228,7 +228,7 @@ def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1
     r = torch.clamp(sigma_b / sigma, 1.0 / r_max, r_max).detach()
     d = torch.clamp((mean_b - running_mean) / sigma, -d_max, d_max).detach()
     return weight * ((x - mean_b) / sigma_b * r + d) + bias
-'''),
+''', shows="BR_UNBIASED"),
     W("batch-renorm-updates-running-statistics", "batch_renorm", '''
 def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1e-5):
     mean_b = x.mean(dim=0)
@@ -241,7 +241,7 @@ def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1
         running_mean.mul_(0.99).add_(0.01 * mean_b)
         running_var.mul_(0.99).add_(0.01 * var_b)
     return weight * ((x - mean_b) / sigma_b * r + d) + bias
-'''),
+''', shows="BR_UPDATES_RUNNING"),
     W("batch-renorm-clip-only-above", "batch_renorm", '''
 def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1e-5):
     mean_b = x.mean(dim=0)
@@ -250,7 +250,7 @@ def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1
     r = torch.clamp(sigma_b / sigma, max=r_max).detach()
     d = torch.clamp((mean_b - running_mean) / sigma, max=d_max).detach()
     return weight * ((x - mean_b) / sigma_b * r + d) + bias
-'''),
+''', shows="BR_R_FROM_ZERO"),
 ]
 
 # Near misses: a right answer but for one small slip, which must still lose points (and be named).
@@ -269,7 +269,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         out = out + bias
     return out
-'''),
+''', shows="LN_FLOAT32"),
     W("layer-norm-default-eps-1e-6", "layer_norm", '''
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-6):
     if isinstance(normalized_shape, int):
@@ -283,7 +283,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-6):
     if bias is not None:
         out = out + bias
     return out
-'''),
+''', shows="LN_DEFAULT_EPS_1E6"),
     W("rms-norm-float32-eps-always", "rms_norm", '''
 def rms_norm(x, normalized_shape, weight=None, eps=None):
     if isinstance(normalized_shape, int):
@@ -295,7 +295,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     if weight is not None:
         out = out * weight
     return out
-'''),
+''', shows="RMS_EPS_FLOAT32"),
     W("weight-norm-eps-in-the-norm", "weight_norm", '''
 def weight_norm(v, g, dim=0):
     if dim is None or dim == -1:
@@ -305,7 +305,7 @@ def weight_norm(v, g, dim=0):
         other_dims = [d for d in range(v.dim()) if d != dim]
         norm = torch.sqrt(v.pow(2).sum(dim=other_dims, keepdim=True))
     return g * v / (norm + 1e-8)  # never divide by zero
-'''),
+''', shows="WN_NORM_PLUS_EPS"),
     W("batch-renorm-sigma-without-eps", "batch_renorm", '''
 def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1e-5):
     mean_b = x.mean(dim=0)
@@ -314,7 +314,7 @@ def batch_renorm(x, weight, bias, running_mean, running_var, r_max, d_max, eps=1
     r = torch.clamp(sigma_b / sigma, 1.0 / r_max, r_max).detach()
     d = torch.clamp((mean_b - running_mean) / sigma, -d_max, d_max).detach()
     return weight * ((x - mean_b) / sigma_b * r + d) + bias
-'''),
+''', shows="BR_SIGMA_NO_EPS"),
 ]
 
 
@@ -339,13 +339,14 @@ def _solution_experiment(old: str, new: str) -> str:
 WRONG += [
     W("small-batch-results-swapped", "groupnorm_vs_batchnorm_small_batch", _solution_experiment(
         '(("group_norm", GroupNormLayer), ("batch_norm", BatchNormLayer))',
-        '(("group_norm", BatchNormLayer), ("batch_norm", GroupNormLayer))')),
+        '(("group_norm", BatchNormLayer), ("batch_norm", GroupNormLayer))'), shows="SMALL_BATCH_SWAPPED"),
     W("small-batch-running-statistics-never-updated", "groupnorm_vs_batchnorm_small_batch", _solution_experiment(
         """                with torch.no_grad():
                     self.running_mean.lerp_(mean, self.momentum)
                     self.running_var.lerp_(var * n / (n - 1), self.momentum)
-""", "")),
+""", ""), shows="SMALL_BATCH_NO_RUNNING_STATISTICS"),
     W("small-batch-always-trained-with-32", "groupnorm_vs_batchnorm_small_batch", _solution_experiment(
-        "X_TRAIN, Y_TRAIN, batch_size, epochs=epochs", "X_TRAIN, Y_TRAIN, 32, epochs=epochs")),
+        "X_TRAIN, Y_TRAIN, batch_size, epochs=epochs", "X_TRAIN, Y_TRAIN, 32, epochs=epochs"),
+      shows="SMALL_BATCH_FIXED_SIZE"),
 ]
 

@@ -83,84 +83,88 @@ def _landscape(setup: str = _SETUP, gradient: str = _GRADIENT, step: str = _STEP
 WRONG = [
     # layer_input_stats
     W("unbiased-std", "layer_input_stats", _stats(
-        stats="stats[name] = (values.mean(dim=0), values.std(dim=0))")),
+        stats="stats[name] = (values.mean(dim=0), values.std(dim=0))"), shows="UNBIASED_STD"),
     W("statistics-per-sample", "layer_input_stats", _stats(
-        stats="stats[name] = (values.mean(dim=1), values.std(dim=1, correction=0))")),
+        stats="stats[name] = (values.mean(dim=1), values.std(dim=1, correction=0))"), shows="PER_SAMPLE"),
     W("first-dimension-only", "layer_input_stats", _stats(
-        record="rows.setdefault(name, []).append(args[0].detach())")),
-    W("top-level-modules-only", "layer_input_stats", _stats(modules="model.named_children()")),
+        record="rows.setdefault(name, []).append(args[0].detach())"), shows="FIRST_AXIS_ONLY"),
+    W("top-level-modules-only", "layer_input_stats", _stats(modules="model.named_children()"),
+      shows="TOP_LEVEL_ONLY"),
     W("last-call-overwrites", "layer_input_stats", _stats(
         record="""value = args[0].detach()
-rows[name] = [value.reshape(-1, value.shape[-1])]""")),
+rows[name] = [value.reshape(-1, value.shape[-1])]"""), shows="LAST_CALL_ONLY"),
     W("output-instead-of-input", "layer_input_stats", _stats(
         record="""value = output.detach()
-rows.setdefault(name, []).append(value.reshape(-1, value.shape[-1]))""")),
-    W("hooks-never-removed", "layer_input_stats", _stats(run="model(x)")),
+rows.setdefault(name, []).append(value.reshape(-1, value.shape[-1]))"""), shows="OUTPUT_STATS"),
+    W("hooks-never-removed", "layer_input_stats", _stats(run="model(x)"), shows="HOOKS_NEVER_REMOVED"),
     W("hooks-not-removed-on-error", "layer_input_stats", _stats(run="""model(x)
 for handle in handles:
-    handle.remove()""")),
+    handle.remove()"""), shows="HOOKS_LEFT_ON_ERROR"),
     W("forward-in-eval-mode", "layer_input_stats", _stats(run="""model.eval()
 try:
     with torch.no_grad():
         model(x)
 finally:
     for handle in handles:
-        handle.remove()""")),
+        handle.remove()"""), shows="SWITCHED_TO_EVAL"),
     W("eval-mode-restored-to-train", "layer_input_stats", _stats(run="""model.eval()
 try:
     model(x)
 finally:
     model.train()
     for handle in handles:
-        handle.remove()""")),
+        handle.remove()"""), shows="EVAL_THEN_TRAIN"),
     W("graph-kept", "layer_input_stats", _stats(
         record="""value = args[0]
-rows.setdefault(name, []).append(value.reshape(-1, value.shape[-1]))""")),
+rows.setdefault(name, []).append(value.reshape(-1, value.shape[-1]))"""), shows="GRAPH_KEPT"),
     W("all-hooks-cleared", "layer_input_stats", _stats(run="""try:
     model(x)
 finally:
     for module in model.modules():
-        module._forward_hooks.clear()""")),
+        module._forward_hooks.clear()"""), shows="CLEARED_ALL_HOOKS"),
     # loss_along_gradient
-    W("uphill-step", "loss_along_gradient", _landscape(step="p.copy_(p0 + eta * d)")),
-    W("cumulative-steps", "loss_along_gradient", _landscape(step="p.sub_(eta * d)")),
+    W("uphill-step", "loss_along_gradient", _landscape(step="p.copy_(p0 + eta * d)"), shows="UPHILL"),
+    W("cumulative-steps", "loss_along_gradient", _landscape(step="p.sub_(eta * d)"), shows="CUMULATIVE"),
     W("sum-of-parameter-norms", "loss_along_gradient", _landscape(
         change="""sizes = [p.numel() for p in params]
 changes.append(sum(torch.linalg.vector_norm(a - b)
-                   for a, b in zip(g_eta.split(sizes), g.split(sizes))))""")),
-    W("squared-norm", "loss_along_gradient", _landscape(change="changes.append(((g_eta - g) ** 2).sum())")),
-    W("normalized-direction", "loss_along_gradient", _landscape(step="p.copy_(p0 - eta * d / g.norm())")),
+                   for a, b in zip(g_eta.split(sizes), g.split(sizes))))"""), shows="SUM_OF_NORMS"),
+    W("squared-norm", "loss_along_gradient", _landscape(change="changes.append(((g_eta - g) ** 2).sum())"),
+      shows="SQUARED_NORM"),
+    W("normalized-direction", "loss_along_gradient", _landscape(step="p.copy_(p0 - eta * d / g.norm())"),
+      shows="NORMALIZED_STEP"),
     W("measured-in-eval-mode", "loss_along_gradient", _landscape(setup="""probe = copy.deepcopy(model)
-probe.eval()""")),
+probe.eval()"""), shows="MEASURED_IN_EVAL"),
     W("backward-accumulates-into-grad", "loss_along_gradient", _landscape(
         setup="probe = model",
         gradient="""loss.backward()
 grads = [p.grad.clone() for p in params]""",
         finish="""with torch.no_grad():
     for p, p0 in zip(params, start):
-        p.copy_(p0)""")),
-    W("model-left-at-last-step", "loss_along_gradient", _landscape(setup="probe = model")),
+        p.copy_(p0)"""), shows="ACCUMULATED_GRAD"),
+    W("model-left-at-last-step", "loss_along_gradient", _landscape(setup="probe = model"), shows="MODEL_MODIFIED"),
     W("running-statistics-not-restored", "loss_along_gradient", _landscape(
         setup="probe = model",
         finish="""with torch.no_grad():
     for p, p0 in zip(params, start):
-        p.copy_(p0)""")),
+        p.copy_(p0)"""), shows="RUNNING_STATS_CHANGED"),
     W("gradient-keeps-graph", "loss_along_gradient", _landscape(
-        gradient="grads = torch.autograd.grad(loss, params, create_graph=True)")),
+        gradient="grads = torch.autograd.grad(loss, params, create_graph=True)"), shows="RESULTS_KEEP_GRAPH"),
 ]
 
 # Near misses: a right answer but for one small slip, which must still lose points (and be named).
 WRONG += [
     W("std-with-eps", "layer_input_stats", _stats(
-        stats="stats[name] = (values.mean(dim=0), torch.sqrt(values.var(dim=0, correction=0) + 1e-5))")),
+        stats="stats[name] = (values.mean(dim=0), torch.sqrt(values.var(dim=0, correction=0) + 1e-5))"),
+      shows="STD_WITH_EPS"),
     W("statistics-in-float32", "layer_input_stats", _stats(
         record="""value = args[0].detach().float()  # float32 is precise enough for statistics
-rows.setdefault(name, []).append(value.reshape(-1, value.shape[-1]))""")),
+rows.setdefault(name, []).append(value.reshape(-1, value.shape[-1]))"""), shows="STATS_IN_FLOAT32"),
     W("model-itself-skipped", "layer_input_stats", _stats(
-        modules="list(model.named_modules())[1:]")),
+        modules="list(model.named_modules())[1:]"), shows="MODEL_ITSELF_SKIPPED"),
     W("gradients-compared-in-float32", "loss_along_gradient", _landscape(
         gradient="""grads = torch.autograd.grad(loss, params)
-grads = [grad.float() for grad in grads]""")),
+grads = [grad.float() for grad in grads]"""), shows="GRADIENT_IN_FLOAT32"),
 ]
 
 
@@ -184,10 +188,11 @@ def _solution_experiment(old: str, new: str) -> str:
 
 WRONG += [
     W("drift-with-and-without-swapped", "drift_with_and_without_bn", _solution_experiment(
-        '((False, "without_bn"), (True, "with_bn"))', '((True, "without_bn"), (False, "with_bn"))')),
+        '((False, "without_bn"), (True, "with_bn"))', '((True, "without_bn"), (False, "with_bn"))'),
+      shows="DRIFT_SWAPPED"),
     W("drift-measured-from-step-zero", "drift_with_and_without_bn", _solution_experiment(
         "for step in range(1, steps + 1):", "for step in range(steps):").replace(
-        "list(range(every, steps + 1, every))", "list(range(0, steps, every))")),
+        "list(range(every, steps + 1, every))", "list(range(0, steps, every))"), shows="DRIFT_FROM_STEP_ZERO"),
     W("drift-hidden-layers-only", "drift_with_and_without_bn", _solution_experiment(
         "for name in start]", "for name in list(start)[1:-1]]"), named_by="should return (2, 5) drifts"),
 ]

@@ -52,25 +52,25 @@ with torch.no_grad():
     scale = gamma / torch.sqrt(var)
     fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
     fused.bias = nn.Parameter((bias - mean) * scale + beta)
-""")),
+"""), shows="FUSE_NO_EPS"),
     W("fuse-conv-bias-dropped", "fuse_conv_bn", _fuse("""
 with torch.no_grad():
     scale = gamma / torch.sqrt(var + bn.eps)
     fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
     fused.bias = nn.Parameter(beta - mean * scale)
-""")),
+"""), shows="FUSE_DROPS_CONV_BIAS"),
     W("fuse-conv-bias-not-scaled", "fuse_conv_bn", _fuse("""
 with torch.no_grad():
     scale = gamma / torch.sqrt(var + bn.eps)
     fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
     fused.bias = nn.Parameter(bias + beta - mean * scale)
-""")),
+"""), shows="FUSE_UNSCALED_CONV_BIAS"),
     W("fuse-variance-not-std", "fuse_conv_bn", _fuse("""
 with torch.no_grad():
     scale = gamma / (var + bn.eps)
     fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
     fused.bias = nn.Parameter((bias - mean) * scale + beta)
-""")),
+"""), shows="FUSE_NO_SQRT"),
     W("fuse-new-conv-loses-settings", "fuse_conv_bn", '''
 def fuse_conv_bn(conv, bn):
     gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
@@ -83,7 +83,7 @@ def fuse_conv_bn(conv, bn):
         fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
         fused.bias.copy_((bias - bn.running_mean) * scale + beta)
     return fused
-'''),
+''', shows="FUSE_LOSES_SETTINGS"),
     W("fuse-modifies-conv-in-place", "fuse_conv_bn", '''
 def fuse_conv_bn(conv, bn):
     gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
@@ -95,7 +95,7 @@ def fuse_conv_bn(conv, bn):
         conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
         conv.bias = nn.Parameter(new_bias)
     return conv
-'''),
+''', shows="FUSE_IN_PLACE"),
     W("fuse-assumes-affine", "fuse_conv_bn", '''
 def fuse_conv_bn(conv, bn):
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
@@ -124,60 +124,60 @@ def fuse_conv_bn(conv, bn):
     W("merge-plain-averages", "merge_batch_stats", _merge("""
 mean = means.mean(dim=0)
 var = variances.mean(dim=0)
-""")),
+"""), shows="MERGE_EQUAL_WEIGHTS"),
     W("merge-averages-variances", "merge_batch_stats", _merge("""
 mean = (weights * means).sum(dim=0) / total
 var = (weights * variances).sum(dim=0) / total
-""")),
+"""), shows="MERGE_AVERAGE_VARIANCES"),
     W("merge-equal-weight-between-term", "merge_batch_stats", _merge("""
 mean = (weights * means).sum(dim=0) / total
 var = (weights * variances).sum(dim=0) / total + ((means - mean) ** 2).mean(dim=0)
-""")),
+"""), shows="MERGE_EQUAL_WEIGHT_BETWEEN"),
     W("merge-sum-of-squares", "merge_batch_stats", _merge("""
 mean = (weights * means).sum(dim=0) / total
 var = (weights * (variances + means ** 2)).sum(dim=0) / total - mean ** 2
-""")),
+"""), shows="MERGE_SUM_OF_SQUARES"),
     W("merge-unbiased", "merge_batch_stats", _merge("""
 mean = (weights * means).sum(dim=0) / total
 var = (weights * (variances + (means - mean) ** 2)).sum(dim=0) / (total - 1)
-""")),
+"""), shows="MERGE_UNBIASED"),
     W("merge-modifies-input", "merge_batch_stats", _merge("""
 mean = (weights * means).sum(dim=0) / total
 variances += (means - mean) ** 2
 var = (weights * variances).sum(dim=0) / total
-""")),
+"""), shows="MERGE_IN_PLACE"),
     # ------------------------------------------------------------- freeze_batchnorm
     W("freeze-requires-grad-only", "freeze_batchnorm", _freeze("""
 for layer in bn_layers(model):
     layer.requires_grad_(False)
-""")),
+"""), shows="FREEZE_REQUIRES_GRAD_ONLY"),
     W("freeze-eval-once", "freeze_batchnorm", _freeze("""
 for layer in bn_layers(model):
     layer.eval()
     layer.requires_grad_(False)
-""")),
+"""), shows="FREEZE_REQUIRES_GRAD_ONLY"),
     W("freeze-momentum-zero", "freeze_batchnorm", _freeze("""
 for layer in bn_layers(model):
     layer.momentum = 0.0
     layer.requires_grad_(False)
-""")),
+"""), shows="FREEZE_MOMENTUM_ZERO"),
     W("freeze-no-running-stats-tracking", "freeze_batchnorm", _freeze("""
 for layer in bn_layers(model):
     layer.track_running_stats = False
     layer.requires_grad_(False)
     layer.eval()
-""")),
+"""), shows="FREEZE_MOMENTUM_ZERO"),
     W("freeze-keeps-stale-gradients", "freeze_batchnorm", _freeze("""
 for layer in bn_layers(model):
     layer.requires_grad_(False)
     layer.train = functools.partial(stay_in_eval, layer)
     layer.eval()
-""")),
+"""), shows="FREEZE_STALE_GRADIENTS"),
     W("freeze-parameters-still-trainable", "freeze_batchnorm", _freeze("""
 for layer in bn_layers(model):
     layer.train = functools.partial(stay_in_eval, layer)
     layer.eval()
-""")),
+"""), shows="FREEZE_NO_REQUIRES_GRAD"),
     W("freeze-only-batchnorm2d", "freeze_batchnorm", _freeze("""
 for layer in model.modules():
     if isinstance(layer, nn.BatchNorm2d):
@@ -186,7 +186,7 @@ for layer in model.modules():
             parameter.grad = None
         layer.train = functools.partial(stay_in_eval, layer)
         layer.eval()
-""")),
+"""), shows="FREEZE_ONLY_2D"),
     W("freeze-whole-model", "freeze_batchnorm", _freeze("""
 model.requires_grad_(False)
 for layer in bn_layers(model):
@@ -243,13 +243,13 @@ with torch.no_grad():
     scale = gamma / torch.sqrt(var + 1e-5)  # BatchNorm's default eps
     fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
     fused.bias = nn.Parameter((bias - mean) * scale + beta)
-""")),
+"""), shows="FUSE_FIXED_EPS"),
     W("fuse-scale-in-float32", "fuse_conv_bn", _fuse("""
 with torch.no_grad():
     scale = (gamma / torch.sqrt(var + bn.eps)).float()  # weights are float32 anyway
     fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
     fused.bias = nn.Parameter((bias - mean) * scale + beta)
-""")),
+"""), shows="FUSE_FLOAT32"),
     W("merge-pairwise-loop-drops-last-shard", "merge_batch_stats", '''
 def merge_batch_stats(means, variances, counts):
     mean, var, n = means[0], variances[0], counts[0].to(means.dtype)
@@ -261,7 +261,7 @@ def merge_batch_stats(means, variances, counts):
         var = (n * var + n_k * variances[k]) / total + delta ** 2 * n * n_k / total ** 2
         n = total
     return mean, var
-'''),
+''', shows="MERGE_LAST_SHARD_DROPPED"),
     W("freeze-bias-grad-kept", "freeze_batchnorm", _freeze("""
 for layer in bn_layers(model):
     layer.requires_grad_(False)
@@ -269,7 +269,7 @@ for layer in bn_layers(model):
         layer.weight.grad = None
     layer.train = functools.partial(stay_in_eval, layer)
     layer.eval()
-""")),
+"""), shows="FREEZE_BIAS_GRAD_KEPT"),
 ]
 
 
@@ -295,28 +295,31 @@ def _solution_cell(grade_id: str, *changes: tuple[str, str]) -> str:
 
 WRONG += [
     W("folding-model-left-in-training-mode", "folding_check", _solution_cell(
-        "folding_check", ("epochs=epochs, seed=seed).eval()", "epochs=epochs, seed=seed)"))),
+        "folding_check", ("epochs=epochs, seed=seed).eval()", "epochs=epochs, seed=seed)")),
+      shows="FOLDING_TRAIN_MODE"),
     W("folding-batchnorm-kept", "folding_check", _solution_cell(
         "folding_check", ("            folded.append(fuse_conv_bn(layers[i], layers[i + 1]))\n            i += 2",
                           "            folded += [fuse_conv_bn(layers[i], layers[i + 1]), layers[i + 1]]\n"
-                          "            i += 2"))),
+                          "            i += 2")), shows="FOLDING_BN_KEPT"),
     W("folding-compared-with-itself-before-training", "folding_check", _solution_cell(
         "folding_check", ("model = train_model(make_cnn(seed), X_TRAIN, Y_TRAIN, epochs=epochs, seed=seed).eval()",
                           "model = make_cnn(seed).eval()")),
       named_by="whether the trained CNN reaches 0.7"),
     W("bug-hunt-still-serves-in-training-mode", "fine_tune_and_serve", _solution_cell(
-        "fine_tune_and_serve", ("    net.eval()  # fix: serve with the running statistics\n", ""))),
+        "fine_tune_and_serve", ("    net.eval()  # fix: serve with the running statistics\n", "")),
+      shows="BUG_SERVED_IN_TRAINING_MODE"),
     W("bug-hunt-backbone-statistics-still-move", "fine_tune_and_serve", _solution_cell(
         "fine_tune_and_serve", ("        backbone.eval()  # fix: net.train() put the frozen backbone's BatchNorm "
-                                "layers back in training mode\n", ""))),
+                                "layers back in training mode\n", "")), shows="BUG_BACKBONE_STATISTICS_MOVE"),
     W("bug-hunt-batch-of-one-still-trained", "fine_tune_and_serve", _solution_cell(
         "fine_tune_and_serve", ("            if len(rows) < 2:  # fix: a batch of one cannot be batch-normalized in training "
-                                "mode\n                continue\n", ""))),
+                                "mode\n                continue\n", "")), shows="BUG_BATCH_OF_ONE"),
     W("bug-hunt-whole-model-in-eval-for-training", "fine_tune_and_serve", _solution_cell(
-        "fine_tune_and_serve", ("        net.train()\n", "        net.eval()\n"))),
+        "fine_tune_and_serve", ("        net.train()\n", "        net.eval()\n")), shows="BUG_HEAD_FROZEN_TOO"),
     W("bug-hunt-backbone-frozen-once-only", "fine_tune_and_serve", _solution_cell(
         "fine_tune_and_serve",
         ("        backbone.eval()  # fix: net.train() put the frozen backbone's BatchNorm layers back in training mode\n",
-         ""), ("    net = nn.Sequential(backbone, head)\n", "    backbone.eval()\n    net = nn.Sequential(backbone, head)\n"))),
+         ""), ("    net = nn.Sequential(backbone, head)\n", "    backbone.eval()\n    net = nn.Sequential(backbone, head)\n")),
+      shows="BUG_BACKBONE_STATISTICS_MOVE"),
 ]
 

@@ -130,61 +130,66 @@ WRONG = [
     # BatchNorm
     W("keras-momentum", "BatchNorm", _bn(
         "factor = self.momentum\n",
-        "factor = 1 - self.momentum  # Keras: momentum=0.99 keeps 99 % of the old value\n")),
+        "factor = 1 - self.momentum  # Keras: momentum=0.99 keeps 99 % of the old value\n"),
+      shows="KERAS_MOMENTUM"),
     W("biased-running-var", "BatchNorm", _bn(
-        "add_(factor * var * n / (n - 1))", "add_(factor * var)")),
+        "add_(factor * var * n / (n - 1))", "add_(factor * var)"), shows="BIASED_RUNNING_VAR"),
     W("unbiased-normalization", "BatchNorm", _bn(
-        "var = x.var(dim=dims, unbiased=False)", "var = x.var(dim=dims)")),
+        "var = x.var(dim=dims, unbiased=False)", "var = x.var(dim=dims)"), shows="UNBIASED_NORMALIZATION"),
     W("running-stats-not-detached", "BatchNorm", _bn(
         """                with torch.no_grad():
                     self.running_mean.mul_(1 - factor).add_(factor * mean)
                     self.running_var.mul_(1 - factor).add_(factor * var * n / (n - 1))""",
         """                self.running_mean = (1 - factor) * self.running_mean + factor * mean
-                self.running_var = (1 - factor) * self.running_var + factor * var * n / (n - 1)""")),
+                self.running_var = (1 - factor) * self.running_var + factor * var * n / (n - 1)"""),
+      shows="NOT_DETACHED"),
     W("counter-not-incremented", "BatchNorm", _bn(
         """                self.num_batches_tracked.add_(1)
                 if self.momentum is None:
                     factor = 1.0 / self.num_batches_tracked.item()""",
         """                if self.momentum is None:
-                    factor = 1.0 / (self.num_batches_tracked.item() + 1)""")),
+                    factor = 1.0 / (self.num_batches_tracked.item() + 1)"""), shows="NO_COUNTER"),
     W("cumulative-average-off-by-one", "BatchNorm", _bn(
         "factor = 1.0 / self.num_batches_tracked.item()",
-        "factor = 1.0 / (self.num_batches_tracked.item() + 1)")),
+        "factor = 1.0 / (self.num_batches_tracked.item() + 1)"), shows="CUMULATIVE_OFF_BY_ONE"),
     W("momentum-none-as-default", "BatchNorm", _bn(
         """                if self.momentum is None:
                     factor = 1.0 / self.num_batches_tracked.item()
                 else:
                     factor = self.momentum""",
-        """                factor = 0.1 if self.momentum is None else self.momentum""")),
+        """                factor = 0.1 if self.momentum is None else self.momentum"""), shows="NONE_AS_DEFAULT"),
     W("eval-uses-batch-stats", "BatchNorm", _bn(
         "if self.training or not self.track_running_stats:",
-        "if self.training or x.shape[0] > 1:  # batch statistics whenever there is a batch")),
+        "if self.training or x.shape[0] > 1:  # batch statistics whenever there is a batch"),
+      shows="EVAL_BATCH_STATS"),
     # No error, and (to avoid dividing by n - 1 = 0) no update of the running statistics from one value.
     W("no-error-for-one-value-per-channel", "BatchNorm", _bn(
         """            if n == 1:
                 raise ValueError(f"Expected more than 1 value per channel when training, "
                                  f"got input size {tuple(x.shape)}")
 """, "").replace("            if self.training and self.track_running_stats:\n",
-                 "            if self.training and self.track_running_stats and n > 1:\n")),
+                 "            if self.training and self.track_running_stats and n > 1:\n"),
+      shows="NO_BATCH_OF_ONE_ERROR"),
     W("eps-outside-sqrt", "BatchNorm", _bn(
-        "torch.sqrt(var.reshape(shape) + self.eps)", "(torch.sqrt(var.reshape(shape)) + self.eps)")),
+        "torch.sqrt(var.reshape(shape) + self.eps)", "(torch.sqrt(var.reshape(shape)) + self.eps)"),
+      shows="EPS_OUTSIDE_SQRT"),
     W("batch-stats-detached", "BatchNorm", _bn(
         """            mean = x.mean(dim=dims)
             var = x.var(dim=dims, unbiased=False)""",
         """            mean = x.mean(dim=dims).detach()
-            var = x.var(dim=dims, unbiased=False).detach()""")),
+            var = x.var(dim=dims, unbiased=False).detach()"""), shows="NO_STATS_GRADIENT"),
     W("float-counter", "BatchNorm", _bn(
-        'torch.tensor(0, dtype=torch.long)', 'torch.tensor(0.0)')),
+        'torch.tensor(0, dtype=torch.long)', 'torch.tensor(0.0)'), shows="FLOAT_COUNTER"),
     W("affine-false-keeps-tensors", "BatchNorm", _bn(
         """            self.register_parameter("weight", None)
             self.register_parameter("bias", None)""",
         """            self.register_buffer("weight", torch.ones(num_features))
-            self.register_buffer("bias", torch.zeros(num_features))""")),
+            self.register_buffer("bias", torch.zeros(num_features))"""), shows="AFFINE_FALSE_TENSORS"),
     W("running-stats-not-buffers", "BatchNorm", _bn(
         """            self.register_buffer("running_mean", torch.zeros(num_features))
             self.register_buffer("running_var", torch.ones(num_features))""",
         """            self.running_mean = torch.zeros(num_features)
-            self.running_var = torch.ones(num_features)""")),
+            self.running_var = torch.ones(num_features)"""), shows="PLAIN_ATTRIBUTES"),
     W("statistics-per-position", "BatchNorm", _bn(
         "dims = [0] + list(range(2, x.dim()))       # every dimension but the channels",
         "dims = [0] + list(range(2, x.dim()))[:1]   # (only the first spatial dimension)"),
@@ -193,23 +198,23 @@ WRONG = [
       named_by="must match the size of tensor"),
     # recalibrate_bn
     W("counter-not-reset", "recalibrate_bn", _recalibrate(
-        "            layer.num_batches_tracked.zero_()\n", "")),
+        "            layer.num_batches_tracked.zero_()\n", ""), shows="NO_RESET"),
     W("keeps-the-layers-momentum", "recalibrate_bn", _recalibrate(
-        "        layer.momentum = None\n", "")),
+        "        layer.momentum = None\n", ""), shows="KEEPS_MOMENTUM"),
     W("momentum-not-restored", "recalibrate_bn", _recalibrate(
         """    finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
 """, """    finally:
         pass
-""")),
+"""), shows="MOMENTUM_NOT_RESTORED"),
     W("left-in-training-mode", "recalibrate_bn", _recalibrate(
-        "    return model.eval()", "    return model")),
+        "    return model.eval()", "    return model"), shows="LEFT_IN_TRAINING"),
     W("only-torch-layers", "recalibrate_bn", _recalibrate(
         "isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, BatchNorm))",
-        "isinstance(m, torch.nn.modules.batchnorm._BatchNorm)")),
+        "isinstance(m, torch.nn.modules.batchnorm._BatchNorm)"), shows="ONLY_TORCH_LAYERS"),
     W("pass-in-evaluation-mode", "recalibrate_bn", _recalibrate(
-        "        model.train()\n", "        model.eval()\n")),
+        "        model.train()\n", "        model.eval()\n"), shows="NO_TRAIN_PASS"),
     W("tuples-not-unpacked", "recalibrate_bn", _recalibrate(
         """                if isinstance(batch, (tuple, list)):
                     batch = batch[0]
@@ -218,7 +223,8 @@ WRONG = [
         """    try:
         model.train()""", """    was_training = model.training
     try:
-        model.train()""").replace("    return model.eval()", "    return model.train(was_training)")),
+        model.train()""").replace("    return model.eval()", "    return model.train(was_training)"),
+      shows="LEFT_IN_TRAINING"),
 ]
 
 
@@ -241,13 +247,16 @@ def _solution_experiment(old: str, new: str) -> str:
 
 
 WRONG += [
-    W("experiment-never-calls-eval", "train_vs_eval_accuracy", _solution_experiment("    model.eval()\n", "")),
+    W("experiment-never-calls-eval", "train_vs_eval_accuracy", _solution_experiment("    model.eval()\n", ""),
+      shows="EXPERIMENT_NO_EVAL"),
     W("experiment-recalibrates-on-the-old-domain", "train_vs_eval_accuracy", _solution_experiment(
-        "shift_domain(X_TRAIN).split(64)", "X_TRAIN.split(64)")),
+        "shift_domain(X_TRAIN).split(64)", "X_TRAIN.split(64)"), shows="EXPERIMENT_OLD_DOMAIN"),
     W("experiment-modes-swapped", "train_vs_eval_accuracy", _solution_experiment(
-        '"train_mode": train_mode, "eval_mode": eval_mode', '"train_mode": eval_mode, "eval_mode": train_mode')),
+        '"train_mode": train_mode, "eval_mode": eval_mode', '"train_mode": eval_mode, "eval_mode": train_mode'),
+      shows="EXPERIMENT_MODES_SWAPPED"),
     W("experiment-shifted-measured-in-training-mode", "train_vs_eval_accuracy", _solution_experiment(
-        '"shifted": accuracy(model, shifted_val, Y_VAL)', '"shifted": accuracy(copy.deepcopy(model).train(), shifted_val, Y_VAL)')),
+        '"shifted": accuracy(model, shifted_val, Y_VAL)', '"shifted": accuracy(copy.deepcopy(model).train(), shifted_val, Y_VAL)'),
+      shows="EXPERIMENT_SHIFTED_IN_TRAINING_MODE"),
 ]
 
 
@@ -257,11 +266,14 @@ WRONG += [
 
 WRONG += [
     W("default-eps-1e-6", "BatchNorm", _bn(
-        "def __init__(self, num_features, eps=1e-5,", "def __init__(self, num_features, eps=1e-6,")),
+        "def __init__(self, num_features, eps=1e-5,", "def __init__(self, num_features, eps=1e-6,"),
+      shows="DEFAULT_EPS_1E6"),
     W("cumulative-factor-in-float32", "BatchNorm", _bn(
-        "factor = 1.0 / self.num_batches_tracked.item()", "factor = 1.0 / self.num_batches_tracked.float()")),
+        "factor = 1.0 / self.num_batches_tracked.item()", "factor = 1.0 / self.num_batches_tracked.float()"),
+      shows="CUMULATIVE_FACTOR_FLOAT32"),
     W("bessel-correction-with-batch-size", "BatchNorm", _bn(
-        "add_(factor * var * n / (n - 1))", "add_(factor * var * x.shape[0] / (x.shape[0] - 1))")),
+        "add_(factor * var * n / (n - 1))", "add_(factor * var * x.shape[0] / (x.shape[0] - 1))"),
+      shows="BESSEL_WITH_BATCH_SIZE"),
     W("first-batch-consumed-by-a-peek", "recalibrate_bn", _recalibrate(
         """    try:
         model.train()""", """    pairs = isinstance(next(iter(batches)), (tuple, list))  # batches of (input, label)?
@@ -269,5 +281,5 @@ WRONG += [
         model.train()""").replace(
         """                if isinstance(batch, (tuple, list)):
                     batch = batch[0]""", """                if pairs:
-                    batch = batch[0]""")),
+                    batch = batch[0]"""), shows="FIRST_BATCH_CONSUMED"),
 ]
