@@ -22,18 +22,34 @@ GRADE_REFERENCE = textwrap.dedent("""
 """)
 
 
-def test_grading_works_with_a_virtual_environment_reached_through_a_link(tmp_path):
-    """The sandbox shows the interpreter at the path it was started from, a symbolic link included."""
-    venv = Path(sys.prefix)
-    link = tmp_path / "linked-venv"
-    link.symlink_to(venv, target_is_directory=True)
-    done = subprocess.run([str(link / "bin" / "python"), "-c", GRADE_REFERENCE.format(root=str(ROOT))],
+def _grade_the_reference_with(python: Path) -> str:
+    """Grade the reference bn_math with ``python``; return its ``sys.prefix`` after checking full marks."""
+    done = subprocess.run([str(python), "-c", GRADE_REFERENCE.format(root=str(ROOT))],
                           capture_output=True, text=True, timeout=300,
-                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+                          env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")})
     assert done.returncode == 0, done.stderr[-3000:]
     prefix, fractions = done.stdout.split(" ", 1)[0], done.stdout.split(" ", 1)[1]
-    assert prefix == str(link)
     assert fractions.startswith("[1.0, 1.0, 1.0, 1.0") and "0." not in fractions.split("]")[0].replace("1.0", "")
+    return prefix
+
+
+def test_grading_works_with_a_virtual_environment_reached_through_a_link(tmp_path):
+    """The sandbox shows the interpreter at the path it was started from, a symbolic link included."""
+    link = tmp_path / "linked-venv"
+    link.symlink_to(Path(sys.prefix), target_is_directory=True)
+    assert _grade_the_reference_with(link / "bin" / "python") == str(link)
+
+
+def test_grading_works_with_a_virtual_environment_outside_the_course(tmp_path):
+    """An environment elsewhere whose packages come from another folder (a ``.pth`` file, as a shared
+    install on a hub has): the sandbox shows every folder on ``sys.path``, wherever it lives."""
+    outside = tmp_path / "elsewhere" / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(outside)], check=True, timeout=120)
+    packages = [Path(p) for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix)]
+    assert packages, sys.path
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    (outside / "lib" / version / "site-packages" / "course.pth").write_text(str(packages[0]) + "\n")
+    assert _grade_the_reference_with(outside / "bin" / "python") == str(outside)
 
 
 def test_the_environment_lacks_the_slow_optional_grammar():
