@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from autograder.checks import load_assignment
 from autograder.policy import check_cell, check_notebook
@@ -90,6 +91,9 @@ REJECTED = {
     "a frame": (ALTERNATIVES, "def f(g):\n    return g.gi_frame.f_globals", "gi_frame"),
     "torch.ops": (ALTERNATIVES, "import torch\nf = torch.ops.aten.native_layer_norm", "ops"),
     "torch._C": (ALTERNATIVES, "import torch\nf = torch._C._nn", "_C"),
+    "a private attribute through an alias": (ALTERNATIVES, "import torch as t\nf = t._C._nn", "_C"),
+    "a private attribute through a submodule's alias": (TRAIN_EVAL, "import torch.nn as tnn\nb = tnn.modules._functions",
+                                                        "_functions"),
     "the grading package": (BN_MATH, "import autograder.worker", "allowed imports"),
     "eval": (BN_MATH, "eval('1')", "eval"),
     "subclassing torch's BatchNorm": (TRAIN_EVAL,
@@ -113,6 +117,23 @@ def test_each_route_to_the_library_is_named_with_its_line(name):
     assert found, f"{name} passed the policy"
     assert any(words in violation.what for violation in found), [v.what for v in found]
     assert all(violation.cell == 3 and violation.line >= 1 for violation in found)
+
+
+LIBRARY_MODULES = {"torch": torch, "torch.nn.functional": torch.nn.functional}
+NORMALIZATIONS = ("batch_norm", "layer_norm", "group_norm", "instance_norm")
+
+
+@pytest.mark.parametrize("assignment", [BN_MATH, TRAIN_EVAL, ALTERNATIVES], ids=lambda a: a.name)
+def test_every_library_function_of_a_denied_normalization_is_denied(assignment):
+    """Where ``F.<kind>`` earns nothing, neither does any function of torch's whose name holds that kind
+    (``torch.native_batch_norm``, ``torch.quantized_batch_norm``, ...), found in torch itself, not in a list."""
+    denied = [kind for kind in NORMALIZATIONS
+              if check_cell(f"import torch.nn.functional as F\nf = F.{kind}", 0, assignment)]
+    assert denied
+    open_routes = [f"{module}.{name}" for module, namespace in LIBRARY_MODULES.items() for name in dir(namespace)
+                   for kind in denied if kind in name
+                   and not check_cell(f"import {module}\nf = {module}.{name}", 0, assignment)]
+    assert not open_routes, f"library versions of {denied} that the policy lets through: {open_routes}"
 
 
 def test_a_violation_costs_the_cells_names_and_the_names_built_on_them():

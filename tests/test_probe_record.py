@@ -1,9 +1,10 @@
 """The hidden tests are pinned, their mistakes are distinct and visible, and their tolerances are tight.
 
-- Every probe is as ``tests/probe_record.json`` records it (grade id, label,
-  targets, tolerances, mistakes, and the shapes and dtypes of what it hands to the
-  reference and gets back for salt 0): changing a probe is a deliberate, reviewed
-  diff (``.venv/bin/python -m tests.write_probe_record`` rewrites the record).
+- Every probe, every known mistake's words and every visible test are as
+  ``tests/probe_record.json`` records them (for a probe: grade id, label, targets,
+  tolerances, mistakes, and what it hands to the reference and gets back for salt
+  0): changing one is a deliberate, reviewed diff
+  (``.venv/bin/python -m tests.write_probe_record`` rewrites the record).
 - Within an assignment no two known mistakes share a description (the feedback
   must tell them apart); every known mistake is listed by a probe, and changes
   the outputs of at least one probe that lists it (or its diagnosis can never fire).
@@ -62,11 +63,12 @@ def test_the_probes_are_as_recorded(assignment):
     now = probe_record((assignment,))[assignment]
     if recorded.get(assignment) == now:
         return
-    before = dump({assignment: recorded.get(assignment, [])}).splitlines()
+    empty = {"mistakes": {}, "visible tests": {}, "probes": []}
+    before = dump({assignment: recorded.get(assignment, empty)}).splitlines()
     after = dump({assignment: now}).splitlines()
     diff = "\n".join(difflib.unified_diff(before, after, "tests/probe_record.json", "the checks now", n=4,
                                           lineterm=""))
-    pytest.fail(f"the hidden tests of {assignment} differ from tests/probe_record.json. If the change is "
+    pytest.fail(f"the tests or mistakes of {assignment} differ from tests/probe_record.json. If the change is "
                 f"deliberate, run `.venv/bin/python -m tests.write_probe_record` and review the diff:\n"
                 f"{diff[:6000]}", pytrace=False)
 

@@ -1,11 +1,14 @@
-"""Write ``tests/probe_record.json``: what every hidden test is, as the checks define it today.
+"""Write ``tests/probe_record.json``: what every test is, as the checks and notebooks define it today.
 
-For every probe of every assignment the record holds its grade id, label, targets,
-tolerances, known mistakes, and, for the inputs of salt 0, the shapes, dtypes,
-ranges and means of the arrays it hands to the reference (every call of a graded name, recorded by
-wrapping the reference's functions and classes) and of the outputs it returns.
-``tests/test_probe_record.py`` compares the checks with the record, so that a
-changed probe is a visible, reviewed diff. After changing a probe on purpose::
+For every assignment the record holds its known mistakes, in the words the
+feedback uses for them; the visible part of every test cell of its source
+notebook (what students run); and every probe: its grade id, label, targets,
+tolerances, known mistakes and, for the inputs of salt 0, what it hands to the
+reference (every call of a graded name, recorded by wrapping the reference's
+functions and classes: arrays by dtype, shape, range and mean) and the dtypes
+and shapes of the outputs it returns. ``tests/test_probe_record.py`` compares
+the course with the record, so that a changed test is a visible, reviewed diff.
+After changing a test or a mistake on purpose::
 
     .venv/bin/python -m tests.write_probe_record
 
@@ -27,7 +30,8 @@ from autograder.checks import ASSIGNMENT_IDS
 from autograder.checks.core import Probe, as_array, salted
 from autograder.spec import load_spec
 
-RECORD = Path(__file__).resolve().parent / "probe_record.json"
+ROOT = Path(__file__).resolve().parent.parent
+RECORD = ROOT / "tests" / "probe_record.json"
 SALT = 0
 
 
@@ -46,7 +50,8 @@ def _array_text(value: Any) -> str | None:
         dtype, values = str(value.dtype), value
     elif callable(getattr(value, "detach", None)) and hasattr(value, "dtype") and hasattr(value, "shape"):
         dtype = str(value.dtype).replace("torch.", "")
-        values = value.detach().cpu().double().numpy() if value.is_floating_point() else None
+        values = None if value.dtype.is_complex or str(value.dtype) == "torch.bool" else \
+            value.detach().cpu().double().numpy()
     else:
         return None
     text = f"{dtype}{tuple(value.shape)}"
@@ -73,6 +78,9 @@ def describe(value: Any, depth: int = 0) -> str:
     if isinstance(value, (list, tuple)) and depth < 2:
         inner = ", ".join(describe(v, depth + 1) for v in value[:6]) + (", ..." if len(value) > 6 else "")
         return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, Mapping) and depth < 2:
+        items = [f"{k!r}: {describe(v, depth + 1)}" for k, v in list(value.items())[:8]]
+        return "{" + ", ".join(items) + (", ..." if len(value) > 8 else "") + "}"
     if isinstance(value, types.GeneratorType):
         return "<generator>"
     if inspect.isfunction(value) or inspect.ismethod(value):
@@ -112,13 +120,21 @@ def _recording_class(name: str, cls: type, calls: list[str]) -> type:
         cls.__init__(self, *args, **kwargs)
 
     attributes: dict[str, Any] = {"__init__": __init__, "__module__": cls.__module__}
-    if callable(getattr(cls, "forward", None)):
-        def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.append(_call_text(f"{name}.forward", args, kwargs))
-            return cls.forward(self, *args, **kwargs)
-
-        attributes["forward"] = forward
+    # A module's inputs arrive through forward, and through load_state_dict for a state the probe sets.
+    for method in ("forward", "load_state_dict"):
+        if callable(getattr(cls, method, None)):
+            attributes[method] = _recording_method(name, cls, method, calls)
     return type(cls.__name__, (cls,), attributes)
+
+
+def _recording_method(name: str, cls: type, method: str, calls: list[str]) -> Callable[..., Any]:
+    original = getattr(cls, method)
+
+    def recorded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(_call_text(f"{name}.{method}", args, kwargs))
+        return original(self, *args, **kwargs)
+
+    return recorded
 
 
 def recording_namespace(namespace: Mapping[str, Any], calls: list[str]) -> dict[str, Any]:
@@ -162,23 +178,45 @@ def probe_entry(grade_id: str, probe: Probe, reference: Mapping[str, Any]) -> di
     }
 
 
-def probe_record(assignments: tuple[str, ...] = ASSIGNMENT_IDS) -> dict[str, list[dict[str, Any]]]:
-    record: dict[str, list[dict[str, Any]]] = {}
+def visible_tests(assignment: str) -> dict[str, list[str]]:
+    """The visible part of every test cell of the source notebook, line by line: what students can run."""
+    source = ROOT / "solutions" / assignment / f"{assignment}.ipynb"
+    if not source.exists():
+        return {}
+    cells = json.loads(source.read_text(encoding="utf-8"))["cells"]
+    visible: dict[str, list[str]] = {}
+    for cell in cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if not meta.get("grade") or meta.get("solution"):
+            continue
+        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        shown = text.split("### BEGIN HIDDEN TESTS", 1)[0]
+        visible[meta["grade_id"]] = [line.rstrip() for line in shown.splitlines() if line.strip()]
+    return visible
+
+
+def probe_record(assignments: tuple[str, ...] = ASSIGNMENT_IDS) -> dict[str, dict[str, Any]]:
+    """Per assignment: its known mistakes with the words students read, its visible tests, its probes."""
+    record: dict[str, dict[str, Any]] = {}
     for name in assignments:
         spec = load_spec(name)
         reference = spec.reference()
-        record[name] = [probe_entry(grade_id, probe, reference)
-                        for grade_id, probes in spec.tests.items() for probe in probes]
+        record[name] = {
+            "mistakes": {key: mistake.description for key, mistake in spec.mistakes.items()},
+            "visible tests": visible_tests(name),
+            "probes": [probe_entry(grade_id, probe, reference)
+                       for grade_id, probes in spec.tests.items() for probe in probes],
+        }
     return record
 
 
 def dump(record: Mapping[str, Any]) -> str:
-    """JSON with one line per field, per input call and per output: a change is a one-line diff."""
+    """JSON with one line per field, per mistake, per visible line, per input call and per output:
+    a change is a one-line diff."""
 
     def value(v: Any, indent: str) -> str:
         if isinstance(v, dict) and v:
-            items = [f"{indent} {json.dumps(k, ensure_ascii=False)}: {json.dumps(x, ensure_ascii=False)}"
-                     for k, x in v.items()]
+            items = [f"{indent} {json.dumps(k, ensure_ascii=False)}: {value(x, indent + ' ')}" for k, x in v.items()]
             return "{\n" + ",\n".join(items) + f"\n{indent}}}"
         if isinstance(v, list) and v and all(isinstance(x, str) for x in v) and sum(map(len, v)) > 80:
             items = [f"{indent} {json.dumps(x, ensure_ascii=False)}" for x in v]
@@ -186,12 +224,17 @@ def dump(record: Mapping[str, Any]) -> str:
         return json.dumps(v, ensure_ascii=False)
 
     lines = ["{"]
-    for a, (name, probes) in enumerate(record.items()):
-        lines.append(f" {json.dumps(name)}: [")
+    for a, (name, parts) in enumerate(record.items()):
+        lines.append(f" {json.dumps(name)}: {{")
+        lines.append(f'  "mistakes": {value(parts["mistakes"], "  ")},')
+        lines.append(f'  "visible tests": {value(parts["visible tests"], "  ")},')
+        lines.append('  "probes": [')
+        probes = parts["probes"]
         for i, probe in enumerate(probes):
-            fields = [f"   {json.dumps(k)}: {value(v, '   ')}" for k, v in probe.items()]
-            lines.append("  {\n" + ",\n".join(fields) + "\n  }" + ("," if i < len(probes) - 1 else ""))
-        lines.append(" ]" + ("," if a < len(record) - 1 else ""))
+            fields = [f"    {json.dumps(k)}: {value(v, '    ')}" for k, v in probe.items()]
+            lines.append("   {\n" + ",\n".join(fields) + "\n   }" + ("," if i < len(probes) - 1 else ""))
+        lines.append("  ]")
+        lines.append(" }" + ("," if a < len(record) - 1 else ""))
     lines.append("}")
     text = "\n".join(lines) + "\n"
     assert json.loads(text) == json.loads(json.dumps(record)), "dump() lost something"
