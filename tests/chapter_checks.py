@@ -153,13 +153,31 @@ def check_figures(chapter: Chapter, prefix: str, minimum: int) -> None:
     assert len(names) == len(set(names)), f"{chapter.name}: duplicate figure names {names}"
 
 
+#: The paper that introduced each method, by its glossary term: a citation right after the term is it.
+METHOD_PAPERS = {
+    "batch normalization": "Ioffe2015", "batch renormalization": "Ioffe2017", "group normalization": "Wu2018",
+    "instance normalization": "Ulyanov2016", "layer normalization": "Ba2016", "weight normalization": "Salimans2016",
+    "l1 batch normalization": "Hoffer2018", "rms normalization": "Zhang2019", "ghost batch normalization": "Hoffer2017",
+    "adabn": "Li2017AdaBN",
+}
+_TERM_THEN_CITATION = re.compile(r"\{term\}`([^`]*)`\s*\{cite:[pt]\}`([^`]*)`")
+
+
 def check_citations(chapter: Chapter, required: tuple[str, ...] = ()) -> None:
-    """Every cited key is in the bibliography, and the chapter cites what it must."""
+    """Every cited key is in the bibliography, the chapter cites what it must, and a method's glossary
+    term followed by a citation cites that method's paper."""
     known = bib_keys()
     assert chapter.cited_keys, f"{chapter.name} cites nothing"
     assert chapter.cited_keys <= known, f"{chapter.name}: unknown keys {sorted(chapter.cited_keys - known)}"
     missing = set(required) - chapter.cited_keys
     assert not missing, f"{chapter.name} does not cite {sorted(missing)}"
+    misattributed = []
+    for term, keys in _TERM_THEN_CITATION.findall(chapter.prose):
+        target = (term.rsplit("<", 1)[1].rstrip(">") if "<" in term else term).strip().lower()
+        paper = METHOD_PAPERS.get(target)
+        if paper is not None and paper not in [key.strip() for key in keys.split(",")]:
+            misattributed.append(f"{term} cites {keys}, not {paper}")
+    assert not misattributed, f"{chapter.name}: {misattributed}"
 
 
 def check_seeds_and_threads(chapter: Chapter) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 from functools import lru_cache
+from itertools import combinations
 
 import numpy as np
 import pytest
@@ -91,29 +92,58 @@ def test_mistake_descriptions_are_unique_within_an_assignment(assignment):
     assert not shared, f"mistakes that the feedback cannot tell apart: {shared}"
 
 
+@lru_cache(maxsize=None)
+def _mistake_outputs(assignment: str) -> dict[tuple[str, str, int], dict | None]:
+    """Each known mistake's outputs on every probe that lists it, by (mistake, grade id, index); None where
+    the mistake raises (a mistake that crashes on a probe names nothing there)."""
+    spec = _spec(assignment)
+    outputs: dict[tuple[str, str, int], dict | None] = {}
+    for name, mistake in spec.mistakes.items():
+        namespace = {**_reference(assignment), **mistake.implementations}
+        for grade_id, index, probe in _probes(assignment):
+            if name in probe.mistakes:
+                try:
+                    outputs[name, grade_id, index] = run_probe(probe, namespace)
+                except Exception:  # noqa: BLE001 - the student's kind of failure, not the test's
+                    outputs[name, grade_id, index] = None
+    return outputs
+
+
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_every_mistake_is_listed_and_changes_a_probe_that_lists_it(assignment):
     spec = _spec(assignment)
     listed = {name for _, _, probe in _probes(assignment) for name in probe.mistakes}
     unlisted = sorted(set(spec.mistakes) - listed)
     assert not unlisted, f"known mistakes that no probe lists (their diagnosis never fires): {unlisted}"
-    invisible = []
-    for name, mistake in spec.mistakes.items():
-        shown = False
-        for grade_id, index, probe in _probes(assignment):
-            if name not in probe.mistakes:
-                continue
-            namespace = {**_reference(assignment), **mistake.implementations}
-            try:
-                outputs = run_probe(probe, namespace)
-            except Exception:  # noqa: BLE001 - a mistake that crashes on a probe names nothing there
-                continue
-            if compare(_expected(assignment)[grade_id, index], outputs, probe.rtol, probe.atol):
-                shown = True
-                break
-        if not shown:
-            invisible.append(name)
+    probes = {(grade_id, index): probe for grade_id, index, probe in _probes(assignment)}
+    shown = {name for (name, grade_id, index), outputs in _mistake_outputs(assignment).items()
+             if outputs is not None and compare(_expected(assignment)[grade_id, index], outputs,
+                                                probes[grade_id, index].rtol, probes[grade_id, index].atol)}
+    invisible = sorted(set(spec.mistakes) - shown)
     assert not invisible, f"known mistakes that change no probe that lists them (for salt 0): {invisible}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_two_mistakes_of_a_probe_are_told_apart(assignment):
+    """Two mistakes that fail the same probes give different outputs on at least one of them: else the
+    feedback could name either for the other."""
+    outputs = _mistake_outputs(assignment)
+    probes = {(grade_id, index): probe for grade_id, index, probe in _probes(assignment)}
+
+    def differ(a: dict | None, b: dict | None, grade_id: str, index: int) -> bool:
+        if a is None or b is None:
+            return (a is None) != (b is None)
+        probe = probes[grade_id, index]
+        return bool(compare(a, b, probe.rtol, probe.atol))
+
+    twins = []
+    for first, second in combinations(_spec(assignment).mistakes, 2):
+        # The probes listing both where either one fails: there the diagnosis must choose between them.
+        failing = [(g, i) for (name, g, i) in outputs if name == first and (second, g, i) in outputs
+                   and any(differ(_expected(assignment)[g, i], outputs[m, g, i], g, i) for m in (first, second))]
+        if failing and not any(differ(outputs[first, g, i], outputs[second, g, i], g, i) for g, i in failing):
+            twins.append((first, second))
+    assert not twins, f"mistakes that every probe listing both sees alike: {twins}"
 
 
 # ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autograder.checks.core import compare, matches
+from autograder.checks.core import compare, fraction, matches
 from autograder.hidden import run_probe
 from autograder.spec import load_spec
 from autograder.verdicts import Judge, StudentResult
@@ -61,6 +61,13 @@ def test_a_non_numeric_output_is_reported_with_its_type():
     assert "non-numeric" in problem
 
 
+def test_an_accuracy_is_a_fraction_not_a_percentage():
+    """Experiment checks take accuracies in [0, 1]: 95.0 (a percentage), -0.1 or NaN is not one."""
+    assert fraction(np.array([0.0, 0.5, 1.0]))
+    for wrong in ([0.5, 95.0], [-0.1, 0.5], [np.nan, 0.5]):
+        assert not fraction(np.array(wrong)), wrong
+
+
 def test_a_wrong_forward_is_diagnosed_as_the_unbiased_variance():
     def unbiased(x, gamma, beta, eps=1e-5):
         x_hat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0, ddof=1) + eps)
@@ -110,3 +117,61 @@ def test_a_mistake_that_fails_several_checks_is_told_once():
     assert report.splitlines()[0] == "Hidden tests: 1 of 5 checks passed."
     assert report.count(unbiased) == 1 and "(the same in 2 more checks)" in report
     assert "3 of 18 entries differ" in report
+
+
+# ---------------------------------------------------------------------------
+# Given-runs: a function built on a wrong one is judged against the student's own
+
+
+def _unbiased_forward(x, gamma, beta, eps=1e-5):
+    """A forward with one mistake (the unbiased variance), its cache the inputs."""
+    x_hat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0, ddof=1) + eps)
+    return gamma * x_hat + beta, (x, gamma, beta, eps)
+
+
+def _exact_backward_of_unbiased_forward(dout, cache):
+    """The exact gradient of ``_unbiased_forward`` (by autograd in float64): right for that forward."""
+    import torch
+
+    x, gamma, beta = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in cache[:3])
+    x_hat = (x - x.mean(dim=0)) / torch.sqrt(x.var(dim=0, unbiased=True) + cache[3])
+    (gamma * x_hat + beta).backward(torch.as_tensor(dout, dtype=torch.float64))
+    return x.grad.numpy(), gamma.grad.numpy(), beta.grad.numpy()
+
+
+def _affine_forward(x, gamma, beta, eps=1e-5):
+    """No normalization at all: ``gamma * x + beta``."""
+    return gamma * x + beta, (x, gamma)
+
+
+def _exact_backward_of_affine_forward(dout, cache):
+    x, gamma = cache
+    return dout * gamma, (dout * x).sum(axis=0), dout.sum(axis=0)
+
+
+def _given_verdict(forward, backward, salt: int = 3) -> bool:
+    judge = Judge(load_spec("bn_math"))
+    probe = judge.spec.tests["test_batchnorm_backward"][0]
+    namespace = {"batchnorm_forward": forward, "batchnorm_backward": backward}
+    given = run_probe(probe.given, namespace, probe.targets, salt=salt)
+    assert given.outputs is not None, given.error
+    return judge.passes_given("test_batchnorm_backward", 0, salt, given.outputs)
+
+
+def test_a_right_backward_for_a_forward_with_a_mistake_passes_its_given_run():
+    """One mistake, one deduction: the exact gradient of the student's own (wrong) forward is a right backward,
+    though it differs from PyTorch's and from the central differences by rounding."""
+    assert _given_verdict(_unbiased_forward, _exact_backward_of_unbiased_forward)
+
+
+def test_the_gradient_of_a_forward_that_does_not_normalize_earns_nothing():
+    """Consistent with one's own forward is not enough when that forward is not a batch norm at all."""
+    assert not _given_verdict(_affine_forward, _exact_backward_of_affine_forward)
+
+
+def test_a_wrong_backward_for_a_forward_with_a_mistake_fails_its_given_run():
+    def half(dout, cache):
+        dx, dgamma, dbeta = _exact_backward_of_unbiased_forward(dout, cache)
+        return dx, dgamma, dbeta * 0.5
+
+    assert not _given_verdict(_unbiased_forward, half)

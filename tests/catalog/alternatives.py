@@ -58,6 +58,20 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
         out = out + bias.reshape(shape)
     return out
 ''', shows="GN_GROUPS_LAST"),
+    W("group-norm-statistics-per-channel", "group_norm", '''
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    n, c = x.shape[0], x.shape[1]
+    grouped = x.reshape(n, c, -1)  # one group per channel: num_groups ignored
+    mean = grouped.mean(dim=-1, keepdim=True)
+    var = grouped.var(dim=-1, unbiased=False, keepdim=True)
+    out = ((grouped - mean) / torch.sqrt(var + eps)).reshape(x.shape)
+    shape = (1, c) + (1,) * (x.dim() - 2)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+''', shows="GN_INSTANCE"),
     W("group-norm-eps-outside-sqrt", "group_norm", '''
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     n, c = x.shape[0], x.shape[1]
