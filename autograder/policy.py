@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from autograder.checks.core import Assignment
+from autograder.worker import ERROR_CHARS, OUTPUT_CHARS
 
 #: Modules (and their submodules, where marked with ``.*``) student code may import.
 ALLOWED_IMPORTS: tuple[str, ...] = (
@@ -275,7 +276,7 @@ graded: they call your functions on inputs drawn for you alone and compare the r
 of a reference written with PyTorch (PyTorch's own layer wherever it has one). A test cell earns the fraction of its hidden checks that pass. Its feedback names each
 failed check and how your result differs, and, when it recognizes it, the mistake. Errors and printed
 output reach the feedback only as a short excerpt: an error's type and the start of its first line
-(160 characters), and 2,000 characters of output per cell.
+({ERROR_CHARS} characters), and {OUTPUT_CHARS:,} characters of output per cell.
 
 One mistake costs once: when one of your functions builds on another of yours, a mistake in the one
 it builds on costs points only in that function's test cells; the other keeps its points as long as
