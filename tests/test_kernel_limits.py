@@ -34,3 +34,28 @@ def test_a_notebook_of_slow_cells_is_stopped_at_the_notebook_limit(tmp_path):
     assert "marker-3" not in printed and "marker-4" not in printed
     quick = json.loads(Path(course / "autograded" / "quick" / "bn_math" / "bn_math.ipynb").read_text())
     assert "Hidden tests: 5 of 5 checks passed." in json.dumps(quick)
+
+
+def test_a_cell_allocating_more_than_the_memory_limit_fails_in_the_kernel(tmp_path):
+    """With a 2048 MB limit, a cell that allocates 2.5 GB raises MemoryError in the kernel, one that allocates
+    256 MB does not, the later cells still run, and the hidden tests grade the notebook in full."""
+    course = copy_course(tmp_path / "course")
+    with open(course / "nbgrader_config.py", "a", encoding="utf-8") as config:
+        config.write("\nc.ExecuteAndVerify.memory_megabytes = 2048\n")
+    # bytes(n) asks for n zeroed bytes at once: refused at the limit, cheap when granted (pages untouched).
+    cells = ["small = bytes(256 * 1024**2)\nprint('small fits', len(small) // 1024**2)",
+             "del small\nlarge = bytes(2560 * 1024**2)\nprint('large fits')",
+             "print('marker-after')"]
+    as_nbgrader({"hog": notebook(after={"test_batchnorm_forward": cells})}, course)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for command in (["generate_assignment", "bn_math", "--force"], ["autograde", "bn_math", "--force"]):
+        done = subprocess.run([sys.executable, "-m", "nbgrader", *command, "--log-level=WARN"], cwd=course,
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    graded = json.loads(Path(course / "autograded" / "hog" / "bn_math" / "bn_math.ipynb").read_text())
+    outputs = [output for cell in graded["cells"] if cell["cell_type"] == "code" for output in cell.get("outputs", [])]
+    printed = "".join("".join(output.get("text", "")) for output in outputs)
+    assert "small fits 256" in printed and "marker-after" in printed
+    assert "large fits" not in printed
+    assert "MemoryError" in [output.get("ename") for output in outputs]
+    assert "Hidden tests: 5 of 5 checks passed." in json.dumps(graded)

@@ -200,3 +200,26 @@ def test_ddp_buffer_broadcast_is_on_by_default():
         assert default is None and parameters["forward_sync_buffers"].default in (None, True)
     else:
         assert default is True
+
+
+def _folding_outputs(max_difference: float) -> dict:
+    """What the hidden folding_check probe makes of a run whose folded logits differ by ``max_difference``."""
+    from autograder.spec import load_spec
+
+    (probe,) = load_spec("pitfalls").tests["test_folding_check"]
+
+    def folding_check(seed=0, epochs=2, repeats=20):
+        return {"accuracy": 0.91, "fused_accuracy": 0.91, "max_difference": max_difference, "time_ms": 2.0,
+                "fused_time_ms": 1.5, "batchnorm_layers": 0}
+
+    return probe.run({"folding_check": folding_check})
+
+
+@pytest.mark.parametrize(("max_difference", "same"), [(0.0, True), (2e-5, True), (5e-4, True),
+                                                      (2e-3, False), (0.3, False)])
+def test_folding_check_wants_logits_within_1e_3_and_accepts_float32_rounding(max_difference, same):
+    """Folding in float32 moves logits by about 1e-5: that passes; a fold off by 2e-3 or more (a wrong eps, a
+    statistic slightly off) fails that check alone, even when the accuracy happens to be unchanged."""
+    outputs = _folding_outputs(max_difference)
+    assert bool(outputs["same_logits"]) is same
+    assert all(bool(value) for key, value in outputs.items() if key != "same_logits")

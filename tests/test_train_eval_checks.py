@@ -135,3 +135,22 @@ def test_batchnorm_calling_torch_gets_no_credit(source, grader):
         if grade_id.startswith("test_BatchNorm"):
             assert verdict.passed == 0, (grade_id, verdict.messages)
             assert any("no automatic credit" in message for message in verdict.messages), verdict.messages
+
+
+def test_only_a_loaded_counter_shows_a_cumulative_average_that_counts_its_own_steps():
+    """A layer that counts its momentum=None steps in a Python attribute agrees with PyTorch from a fresh start;
+    the probe that loads a state dict saved after 7 batches is the one that sees it restart the average."""
+    from tests.catalog.train_eval import WRONG
+
+    wrong = next(w for w in WRONG if w.name == "cumulative-average-ignores-the-loaded-counter")
+    namespace = {"torch": torch}
+    exec(wrong.source, namespace)  # noqa: S102 - a catalog entry, the course's own test code
+    student = dict(REFERENCE, BatchNorm=namespace["BatchNorm"])
+    differing = {}
+    for _, _, probe in PROBES:
+        if probe.targets == ("BatchNorm",):
+            problems = compare(_outputs(probe, REFERENCE), _outputs(probe, student), probe.rtol, probe.atol)
+            if problems:
+                differing[probe.name] = sorted(key for key, _ in problems)
+    assert len(differing) == 1 and "counter at 7" in next(iter(differing)), differing
+    assert next(iter(differing.values())) == ["running_mean_after", "running_var_after"]

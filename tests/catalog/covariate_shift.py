@@ -195,5 +195,10 @@ WRONG += [
         "list(range(every, steps + 1, every))", "list(range(0, steps, every))"), shows="DRIFT_FROM_STEP_ZERO"),
     W("drift-hidden-layers-only", "drift_with_and_without_bn", _solution_experiment(
         "for name in start]", "for name in list(start)[1:-1]]"), named_by="should return (2, 5) drifts"),
+    # The flag copied from the earlier cell that built a plain MLP: both runs train the same network, so
+    # "with batch norm" drifts exactly as much as without it.
+    W("drift-batch-norm-never-switched-on", "drift_with_and_without_bn", _solution_experiment(
+        "model = make_mlp(batch_norm, seed=seed)", "model = make_mlp(False, seed=seed)"),
+      named_by="drifts more than 3 times as much as with it"),
 ]
 

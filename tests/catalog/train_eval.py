@@ -257,6 +257,12 @@ WRONG += [
     W("experiment-shifted-measured-in-training-mode", "train_vs_eval_accuracy", _solution_experiment(
         '"shifted": accuracy(model, shifted_val, Y_VAL)', '"shifted": accuracy(copy.deepcopy(model).train(), shifted_val, Y_VAL)'),
       shows="EXPERIMENT_SHIFTED_IN_TRAINING_MODE"),
+    # The copy inherits evaluation mode from the model it was made of: "training mode" is measured in
+    # evaluation mode, and batches of 2 look as good as batches of 100.
+    W("experiment-training-mode-copy-left-in-evaluation-mode", "train_vs_eval_accuracy", _solution_experiment(
+        "accuracy(copy.deepcopy(model).train(), X_VAL, Y_VAL, batch_size)",
+        "accuracy(copy.deepcopy(model), X_VAL, Y_VAL, batch_size)"),
+      named_by="training mode with batches of 2 is worse than evaluation mode"),
 ]
 
 
@@ -274,6 +280,20 @@ WRONG += [
     W("bessel-correction-with-batch-size", "BatchNorm", _bn(
         "add_(factor * var * n / (n - 1))", "add_(factor * var * x.shape[0] / (x.shape[0] - 1))"),
       shows="BESSEL_WITH_BATCH_SIZE"),
+    # The cumulative average counts its own steps in a Python attribute; `num_batches_tracked` is kept only for
+    # the state dict. Alike from a fresh layer, but a loaded counter (7 batches already averaged) is ignored:
+    # the next batch gets weight 1 instead of 1 / 8.
+    W("cumulative-average-ignores-the-loaded-counter", "BatchNorm", _edit(_bn(
+        "        self.track_running_stats = track_running_stats\n",
+        "        self.track_running_stats = track_running_stats\n        self.steps = 0\n"),
+        """                self.num_batches_tracked.add_(1)
+                if self.momentum is None:
+                    factor = 1.0 / self.num_batches_tracked.item()""",
+        """                self.num_batches_tracked.add_(1)
+                self.steps += 1
+                if self.momentum is None:
+                    factor = 1.0 / self.steps"""),
+      named_by="counter at 7"),
     W("first-batch-consumed-by-a-peek", "recalibrate_bn", _recalibrate(
         """    try:
         model.train()""", """    pairs = isinstance(next(iter(batches)), (tuple, list))  # batches of (input, label)?
