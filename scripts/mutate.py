@@ -39,6 +39,7 @@ class Mutant:
 
 
 TAMPER = "tests/test_grading_tamper.py"
+LIMITS = "tests/test_limits.py"
 MUTANTS = [
     # Hidden checks made weaker
     Mutant("tolerance-loosened-1000x", "autograder/checks/core.py",
@@ -267,6 +268,27 @@ MUTANTS = [
            "/* The site's own styles. Loaded on every page after the theme's CSS. */\n",
            "/* The site's own styles. Loaded on every page after the theme's CSS. */\n@import url(https://fonts.googleapis.com/css2?family=Inter&display=swap);\n",
            ('tests/test_site_static.py', '-k', 'other_hosts')),
+    Mutant("cell-output-kept-1000x", "autograder/worker.py", "OUTPUT_CHARS = 2_000\n", "OUTPUT_CHARS = 2_000_000\n",
+           (LIMITS, "-k", "megabyte")),
+    Mutant("notebook-size-limit-1000x", "autograder/intake.py", "MAX_NOTEBOOK_BYTES = 20 * 1024**2\n",
+           "MAX_NOTEBOOK_BYTES = 20 * 1024**3\n", (LIMITS, "-k", "size_limit_is_refused")),
+    Mutant("zip-size-limit-1000x", "autograder/intake.py", "MAX_ZIP_BYTES = 512 * 1024**2\n",
+           "MAX_ZIP_BYTES = 512 * 1024**5\n", (LIMITS, "-k", "zip_declaring")),
+    Mutant("process-limit-raised-to-32768", "autograder/sandbox.py", "MAX_PROCESSES = 64\n", "MAX_PROCESSES = 32768\n",
+           (LIMITS, "-k", "process_limit")),
+    Mutant("kernel-memory-limit-in-gigabytes", "autograder/nbgrader_plugins.py", "self.memory_megabytes * 1024**2)",
+           "self.memory_megabytes * 1024**3)", ("tests/test_kernel_limits.py", "-k", "memory_limit")),
+    Mutant("te-experiment-train-small-unchecked", "autograder/checks/train_eval.py",
+           '"train_small": np.array(bool(train[0] < evaluation[0] - 0.1)),', '"train_small": np.array(True),',
+           ("tests/test_catalog.py", "-k", "training-mode-copy-left")),
+    Mutant("cs-drift-bn-less-threshold-tenfold-easier", "autograder/checks/covariate_shift.py",
+           '"bn_less": np.array(bool(last[3] > 3 * normed[-1, 3])),',
+           '"bn_less": np.array(bool(last[3] > 0.3 * normed[-1, 3])),',
+           ("tests/test_catalog.py", "-k", "drift-batch-norm-never")),
+    Mutant("pf-folding-same-logits-loosened", "autograder/checks/pitfalls.py",
+           '"same_logits": np.array(bool(n["max_difference"] < 1e-3)),',
+           '"same_logits": np.array(bool(n["max_difference"] < 1e3)),',
+           ("tests/test_pitfalls_semantics.py", "-k", "folding_check_wants")),
 ]
 
 
