@@ -34,6 +34,8 @@ LIMITS = ["--cell-seconds", "4", "--notebook-seconds", "15", "--memory-mb", "102
 SEGFAULT = "import numpy as np\nnp.lib.stride_tricks.as_strided(np.zeros(1), shape=(10**10,), strides=(8,)).sum()"
 #: An endless loop that swallows the cell's time-limit exception.
 IGNORE_ALARMS = "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass"
+#: A failure message holding markup: the instructor's report must show it as text, never run it.
+MARKUP = "<img src=x onerror=alert(1)> is <b>not</b> done"
 
 ESCAPE = """
 import os, socket, autograder
@@ -112,6 +114,9 @@ def _grade_everything(folder: Path) -> dict:
           subs / "heidi" / "bn_math.ipynb")
     write(notebook(before_first_test=[ESCAPE.replace("PORT", str(port))]), subs / "ivan" / "bn_math.ipynb")
     write(notebook(after={"batchnorm_forward": [SEGFAULT]}), subs / "judy" / "bn_math.ipynb")
+    write(notebook({"spatial_batchnorm_backward": f"def spatial_batchnorm_backward(dout, cache):\n"
+                                                  f"    raise ValueError({MARKUP!r})"}),
+          subs / "mallory" / "bn_math.ipynb")
     (subs / "notes.txt").write_text("not a submission")
     runs = {"first": _outcome(grade(course, subs))}
     server.close()
@@ -124,9 +129,13 @@ def _grade_everything(folder: Path) -> dict:
     runs["third"] = _outcome(grade(course, subs))
     runs["grades_after_third"] = rows(course)
     runs["report_after_third"] = (course / "grading" / "bn_math" / "report.html").read_text(encoding="utf-8")
-    write(notebook(), folder / "resubmitted" / "alice" / "bn_math.ipynb")  # a later class: alice alone
+    # A later class: alice, and bob, whose notebook is now broken (no notebook to grade).
+    write(notebook(), folder / "resubmitted" / "alice" / "bn_math.ipynb")
+    write("{not json", folder / "resubmitted" / "bob" / "bn_math.ipynb")
     runs["subset"] = _outcome(grade(course, folder / "resubmitted"))
     runs["grades_after_subset"] = rows(course)
+    runs["submitted_after_subset"] = sorted(str(path.relative_to(course / "submitted"))
+                                            for path in (course / "submitted").rglob("*") if path.is_file())
     archive = as_zip({
         "export/kim_bn_math.ipynb": notebook(),
         "export/lee_attempt_2.ipynb": notebook({"batchnorm_forward": wrong_forward()}),
@@ -158,7 +167,7 @@ def test_every_student_has_a_row_with_a_status(graded):
     assert runs["first"]["returncode"] == 0, runs["first"]["stderr"][-3000:]
     table = runs["grades_after_first"]
     assert set(table) == {"alice", "bob", "José_Núñez", "carol", "dave", "erin", "frank", "grace", "heidi",
-                          "ivan", "judy"}
+                          "ivan", "judy", "mallory"}
     header = list(next(iter(table.values())))
     assert header[:1 + len(POINTS)] == ["student_id", *POINTS]
     assert header[-5:] == ["total", "max_score", "to_grade_by_hand", "status", "reasons"]
@@ -260,8 +269,8 @@ def test_feedback_has_no_hidden_test_and_no_remote_script(graded):
 def test_rerun_grades_only_what_changed(graded):
     course, runs = graded
     assert runs["again"]["returncode"] == 0, runs["again"]["stderr"][-3000:]
-    assert "0 graded, 11 unchanged" in runs["again"]["stdout"]
-    assert "1 graded, 10 unchanged" in runs["third"]["stdout"]
+    assert "0 graded, 12 unchanged" in runs["again"]["stdout"]
+    assert "1 graded, 11 unchanged" in runs["third"]["stdout"]
     assert float(runs["grades_after_third"]["alice"]["total"]) == HONEST
     assert float(runs["grades_after_third"]["bob"]["total"]) == 0.0
 
@@ -269,8 +278,28 @@ def test_rerun_grades_only_what_changed(graded):
 def test_grades_csv_holds_exactly_the_class_being_graded(graded):
     """A later run with fewer students lists those students only, as the console says."""
     _, runs = graded
-    assert set(runs["grades_after_subset"]) == {"alice"}
-    assert "1 students: 1 graded, 0 unchanged" in runs["subset"]["stdout"]
+    assert set(runs["grades_after_subset"]) == {"alice", "bob"}
+    assert "2 students: 2 graded, 0 unchanged" in runs["subset"]["stdout"]
+
+
+def test_a_resubmission_replaces_the_earlier_one_in_submitted(graded):
+    """bob's later notebook is broken: his earlier notebook does not stay in submitted/, where formgrader
+    or `nbgrader autograde` would take it for his submission."""
+    _, runs = graded
+    assert runs["grades_after_subset"]["bob"]["status"] == "error"
+    files = runs["submitted_after_subset"]
+    assert not [name for name in files if name.startswith("bob/")], files
+    assert "alice/bn_math/bn_math.ipynb" in files
+
+
+def test_report_shows_markup_in_a_failure_message_as_text(graded):
+    """mallory's code raises an error whose message holds HTML: the report escapes it."""
+    course, runs = graded
+    report = runs["report_after_third"]
+    assert "ValueError: &lt;img src=x onerror=alert(1)&gt; is &lt;b&gt;not&lt;/b&gt; done" in report
+    assert "<img src=x" not in report and "<b>not</b>" not in report
+    feedback = (course / "feedback" / "mallory" / "bn_math" / "bn_math.html").read_text(encoding="utf-8")
+    assert "&lt;img src=x onerror=alert(1)&gt;" in feedback and "<img src=x" not in feedback
 
 
 def test_report_counts_each_named_mistake_once_per_student(graded):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -120,6 +121,61 @@ def test_feedback_filter_removes_hidden_tests_and_their_tracebacks():
     text = json.dumps(filtered)
     assert "secret_check" not in text and "visible()" in text and "ok" in text
     assert filtered.outputs[0].traceback == ["AssertionError: no"]
+
+
+def test_feedback_filter_removes_any_quoted_line_of_a_hidden_test():
+    """A traceback or a printed line that quotes a later line of the hidden block (not its first) is cut too."""
+    source = ("visible()\n### BEGIN HIDDEN TESTS\nexpected = reference_forward(probe_input)\n"
+              "assert np.allclose(student_forward(probe_input), expected)\n### END HIDDEN TESTS")
+    cell = NotebookNode(cell_type="code", metadata={"nbgrader": {"grade": True, "grade_id": "t", "points": 1}},
+                        source=source,
+                        outputs=[NotebookNode(output_type="error", ename="AssertionError", evalue="",
+                                              traceback=["Cell In[3], line 4",
+                                                         "----> 4 assert np.allclose(student_forward(probe_input), "
+                                                         "expected)"]),
+                                 NotebookNode(output_type="stream", name="stdout",
+                                              text="checking\nassert np.allclose(student_forward(probe_input), "
+                                                   "expected)\nok\n")])
+    filtered, _ = HideHiddenTests().preprocess_cell(cell, {}, 0)
+    text = json.dumps(filtered)
+    assert "student_forward(probe_input)" not in text and "reference_forward" not in text
+    assert filtered.outputs[0].traceback == ["AssertionError: "]
+    assert filtered.outputs[1].text.splitlines() == ["checking", "ok"]
+
+
+def test_partial_credit_is_kept_to_two_decimals():
+    """One check of three passed on a 2-point cell: nbgrader records 0.67 points, not a rounded 1."""
+    from nbgrader.utils import determine_grade
+
+    from autograder.nbgrader_plugins import verdict_outputs
+    from autograder.verdicts import ProbeOutcome, Verdict
+
+    verdict = Verdict("test_forward", (ProbeOutcome("a", True), ProbeOutcome("b", False, "wrong mean"),
+                                       ProbeOutcome("c", False, "wrong variance")))
+    cell = NotebookNode(cell_type="code", source="", execution_count=1, outputs=verdict_outputs(verdict, 2.0),
+                        metadata={"nbgrader": {"grade": True, "solution": False, "grade_id": "test_forward",
+                                               "points": 2}})
+    assert determine_grade(cell) == (0.67, 2.0)
+
+
+def test_a_student_without_a_grading_record_is_listed_as_not_graded(tmp_path, monkeypatch):
+    """A student of the class with no record of being graded shows as an error, never as graded."""
+    import sys
+
+    from autograder.pipeline import Course, Outcome
+    from autograder.report import write_outputs
+
+    # A new gradebook runs `alembic` from PATH (nbgrader_config.py puts the environment's bin/ there).
+    monkeypatch.setenv("PATH", os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", ""))))
+    course = Course(ROOT, "bn_math", ["bn_math"], tmp_path, f"sqlite:///{tmp_path / 'gradebook.db'}")
+    state = {"students": {"alice": Outcome("alice", "digest").__dict__}}
+    paths = write_outputs(course, state, ["alice", "bob"], [], [])
+    with open(paths["grades"], encoding="utf-8") as handle:
+        table = {row["student_id"]: row for row in csv.DictReader(handle)}
+    assert table["alice"]["status"] == "graded"
+    assert table["bob"]["status"] != "graded" and "not graded" in table["bob"]["reasons"]
+    report = paths["report"].read_text(encoding="utf-8")
+    assert "<tr class='error'><td>bob</td>" in report and "1 with an error" in report
 
 
 def test_sandbox_limits_and_isolation(tmp_path, grader):

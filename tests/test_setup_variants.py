@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -65,3 +66,16 @@ def test_make_book_removes_the_slow_optional_grammar():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     recipe = makefile.split("$(INSTALLED): requirements.txt", 1)[1].split("\n\n", 1)[0]
     assert "pip uninstall" in recipe and "rfc3987-syntax" in recipe
+
+
+def test_make_book_builds_the_site_strictly():
+    """`make book` fails on any Sphinx warning and on any reference it cannot resolve (nitpicky), so that a
+    broken cross-reference, label or citation stops the build instead of scrolling past."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
+    recipe = makefile.split("\nbook:", 1)[1].split("\n\n", 1)[0]
+    builds = [shlex.split(line) for line in recipe.splitlines()[1:]
+              if line.startswith("\t") and "jupyter-book" in line and " build" in line]
+    assert len(builds) == 1, f"`make book` should run one `jupyter-book build`: {recipe!r}"
+    options = builds[0]
+    assert {"--warningiserror", "-W"} & set(options), f"warnings do not fail the build: {options}"
+    assert {"--nitpick", "-n"} & set(options), f"unresolved references are not reported: {options}"

@@ -20,7 +20,9 @@ from browser import sitekit  # noqa: E402
 
 # Tags whose URL the browser fetches when it shows the page. Links (<a>) and
 # <link rel="canonical"> and the like are only followed by a reader's click.
-FETCHED_TAGS = {"script", "img", "iframe", "source", "video", "audio", "embed", "object", "track", "input"}
+# SVG's <image>, <use> and <feImage> fetch what their href (or xlink:href) names.
+FETCHED_TAGS = {"script", "img", "iframe", "source", "video", "audio", "embed", "object", "track", "input",
+                "image", "use", "feimage"}
 FETCHED_LINK_RELS = {"stylesheet", "preload", "modulepreload", "prefetch", "icon", "shortcut icon", "manifest",
                      "apple-touch-icon", "mask-icon"}
 
@@ -59,11 +61,49 @@ def test_pages_fetch_nothing_from_other_hosts(site, pages):
         for style in parsed.inline_styles:
             remote += [f"{page.relative_to(site)}: inline style url {u}" for u in sitekit.css_urls(style)
                        if sitekit.classify(u) == "remote"]
+        # What inline scripts import or fetch; URLs they merely hold (launch links, config) are not fetches.
+        for code in parsed.inline_scripts:
+            remote += [f"{page.relative_to(site)}: inline script fetches {u}" for u in sitekit.script_urls(code)
+                       if sitekit.classify(u) == "remote"]
     for css in site.rglob("*.css"):
         text = css.read_text(encoding="utf-8", errors="replace")
         remote += [f"{css.relative_to(site)}: url({u})" for u in sitekit.css_urls(text)
                    if sitekit.classify(u) == "remote"]
     assert not remote, "resources loaded from another host (the site must work offline):\n" + "\n".join(remote)
+
+
+@pytest.mark.parametrize("markup", [
+    '<script type="module">import mermaid from "https://cdn.jsdelivr.net/npm/mermaid@10/dist/mermaid.esm.min.mjs";'
+    "</script>",
+    "<script type=module>import {select} from '//cdn.jsdelivr.net/npm/d3@7/+esm'; select('body')</script>",
+    '<script>import("https://esm.sh/canvas-confetti").then(m => m.default())</script>',
+    '<script>fetch("https://api.example.org/stats.json").then(r => r.json())</script>',
+    '<script>var s = document.createElement("script"); s.src = "https://cdn.example.org/mathjax.js";'
+    " document.head.appendChild(s);</script>",
+    '<svg width="10" height="10"><image href="https://upload.wikimedia.org/x.svg" width="1" height="1"/></svg>',
+    '<svg><use xlink:href="//icons.example.org/sprite.svg#book"></use></svg>',
+])
+def test_the_remote_resource_check_sees_scripts_and_svg_fetching_from_another_host(tmp_path, markup):
+    """The checks of the site (and of the feedback pages) see a fetch hidden in an inline script or an SVG."""
+    page = tmp_path / "page.html"
+    page.write_text(f"<!DOCTYPE html><html><head><title>t</title></head><body>{markup}</body></html>",
+                    encoding="utf-8")
+    assert sitekit.remote_resources(page)
+
+
+def test_urls_a_script_only_holds_are_not_remote_resources(tmp_path):
+    """A launch link, a repository link or a library's address kept for a reader's click is not fetched."""
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<!DOCTYPE html><html><head><title>t</title>"
+        '<script>const THEBE_JS_URL = "https://unpkg.com/thebe@0.8.2/lib/index.js"; '
+        'button.href = "https://colab.research.google.com/github/org/repo/blob/main/x.ipynb";</script>'
+        '<script type="text/x-thebe-config">{binderOptions: {binderUrl: "https://mybinder.org"}}</script>'
+        '<script type="application/json">{"repository": "https://github.com/org/repo"}</script>'
+        '<script type="module">import {helper} from "../_static/helper.js"; fetch("_static/data.json");</script>'
+        '</head><body><a href="https://github.com/org/repo">repository</a>'
+        '<svg><use href="#icon-book"></use></svg></body></html>', encoding="utf-8")
+    assert sitekit.remote_resources(page) == []
 
 
 def test_css_urls_resolve(site):

@@ -130,7 +130,11 @@ class PageParser(HTMLParser):
         # (tag, attribute, value, rel) for every reference to another resource
         self.refs: list[tuple[str, str, str, str]] = []
         self.inline_styles: list[str] = []
+        # The code of every inline script the browser runs (not data blocks such as JSON or a
+        # config read by a library: a <script> whose type is not JavaScript is never executed).
+        self.inline_scripts: list[str] = []
         self._in_style = False
+        self._in_script = False
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -138,7 +142,7 @@ class PageParser(HTMLParser):
             if a.get(key) and (key == "id" or tag == "a"):
                 self.ids.add(a[key])
         rel = (a.get("rel") or "").lower()
-        for attr in ("href", "src", "poster", "data"):
+        for attr in ("href", "xlink:href", "src", "poster", "data"):
             value = a.get(attr)
             if value is not None and tag not in ("base",):
                 self.refs.append((tag, attr, value.strip(), rel))
@@ -149,18 +153,32 @@ class PageParser(HTMLParser):
         if a.get("style"):
             self.inline_styles.append(a["style"])
         self._in_style = tag == "style"
+        self._in_script = tag == "script" and a.get("src") is None and _runs_as_javascript(a.get("type"))
 
     def handle_startendtag(self, tag, attrs):
         self.handle_starttag(tag, attrs)
-        self._in_style = False
+        self._in_style = self._in_script = False
 
     def handle_endtag(self, tag):
         if tag == "style":
             self._in_style = False
+        if tag == "script":
+            self._in_script = False
 
     def handle_data(self, data):
         if self._in_style:
             self.inline_styles.append(data)
+        if self._in_script:
+            self.inline_scripts.append(data)
+
+
+# The script types a browser executes (https://html.spec.whatwg.org/#javascript-mime-type).
+_JAVASCRIPT_TYPES = {"", "module", "text/javascript", "application/javascript", "application/ecmascript",
+                     "text/ecmascript", "application/x-javascript", "text/jscript", "text/livescript"}
+
+
+def _runs_as_javascript(script_type: str | None) -> bool:
+    return (script_type or "").split(";")[0].strip().lower() in _JAVASCRIPT_TYPES
 
 
 @functools.lru_cache(maxsize=None)
@@ -199,6 +217,31 @@ def resolve_local(page: Path, url: str, site: Path) -> tuple[Path, str]:
     if path.is_dir():
         path = path / "index.html"
     return path, unquote(fragment)
+
+
+# A URL in a string literal, right where a script hands it to something that fetches it.
+_JS_STRING = r"""\s*["'`]([^"'`\s]+)["'`]"""
+SCRIPT_FETCH = re.compile("|".join([
+    # import x from "url"; import {a, b} from "url"; import * as x from "url"; export ... from "url"; import "url"
+    r"\b(?:import|export)\b[\w\s{},*$]*?\bfrom" + _JS_STRING,
+    r"\bimport" + _JS_STRING,
+    # import("url"), fetch("url"), new Worker("url"), importScripts("url"), new EventSource / WebSocket ...
+    r"\b(?:import|fetch|importScripts|Worker|SharedWorker|EventSource|WebSocket|sendBeacon|Audio)"
+    r"\s*\(" + _JS_STRING,
+    # xhr.open("GET", "url")
+    r"\.open\s*\(\s*[\"'][A-Za-z]+[\"']\s*," + _JS_STRING,
+    # element.src = "url", element.srcset = ..., element.setAttribute("src", "url") (not "href": on a link
+    # that is only followed by a reader's click)
+    r"\.(?:src|srcset)\s*=" + _JS_STRING,
+    r"\.setAttribute\s*\(\s*[\"'](?:src|srcset|data|poster)[\"']\s*," + _JS_STRING,
+]))
+
+
+def script_urls(code: str) -> list[str]:
+    """The URLs an inline script fetches as it runs: ES module imports, dynamic ``import()``, ``fetch()``,
+    workers, ``.src = "..."`` and the like. A URL that is merely data (a string constant, a link a reader
+    may follow, a configuration value) is not a fetch and is not listed."""
+    return [next(group for group in match.groups() if group) for match in SCRIPT_FETCH.finditer(code)]
 
 
 CSS_URL = re.compile(r"""url\(\s*['"]?([^'")\s]+)['"]?\s*\)|@import\s+['"]([^'"]+)['"]""")
@@ -290,8 +333,9 @@ def book_config(repo: Path | None = None) -> dict:
 
 
 def remote_resources(path: Path) -> list[str]:
-    """Everything a page would fetch from another host when opened: scripts, stylesheets, images,
-    frames, fonts, CSS imports and ``url()``s, in any spelling; plain links (``<a href>``) are not fetched."""
+    """Everything a page would fetch from another host when opened: scripts, stylesheets, images (SVG's
+    ``<image>`` and ``<use>`` too), frames, fonts, CSS imports and ``url()``s, and what inline scripts
+    import or fetch, in any spelling; plain links (``<a href>``) are not fetched."""
     page = parse_page(path)
     found = [f"<{tag} {attr}={url}>" for tag, attr, url, _ in page.refs
              if tag != "a" and classify(url) == "remote"]
@@ -299,4 +343,6 @@ def remote_resources(path: Path) -> list[str]:
                                                                    path.read_text(encoding="utf-8", errors="replace"),
                                                                    flags=re.S | re.I)]
     found += [f"css {url}" for style in styles for url in css_urls(style) if classify(url) == "remote"]
+    found += [f"script fetches {url}" for code in page.inline_scripts for url in script_urls(code)
+              if classify(url) == "remote"]
     return found
