@@ -390,6 +390,9 @@ def _record(course: Course, api: Any, entry: Entry, graded: dict[str, GradedNote
             if feedback:
                 _feedback(api, course, entry.student)
         else:
+            # Nothing to grade: the grading and feedback of an earlier submission are not this one's.
+            for earlier in ("autograded", "feedback"):
+                shutil.rmtree(course.root / earlier / entry.student / course.assignment, ignore_errors=True)
             with Gradebook(course.db_url, course.course_id) as gb:
                 gb.update_or_create_student(entry.student)
                 submission = gb.update_or_create_submission(course.assignment, entry.student)

@@ -322,6 +322,9 @@ MUTANTS = [
            '    score = round(points * result.fraction, 2)\n',
            '    score = round(points * result.fraction)\n',
            ('tests/test_grading_units.py', '-k', 'partial_credit')),
+    Mutant("earlier-feedback-kept-after-a-broken-resubmission", "autograder/pipeline.py",
+           "                shutil.rmtree(course.root / earlier / entry.student / course.assignment, ignore_errors=True)\n",
+           "                pass\n", ("tests/test_grading_cli.py", "-k", "resubmission")),
 ]
 
 

@@ -136,6 +136,8 @@ def _grade_everything(folder: Path) -> dict:
     runs["grades_after_subset"] = rows(course)
     runs["submitted_after_subset"] = sorted(str(path.relative_to(course / "submitted"))
                                             for path in (course / "submitted").rglob("*") if path.is_file())
+    runs["graded_after_subset"] = sorted(str(path.relative_to(course)) for folder in ("autograded", "feedback")
+                                         for path in (course / folder).rglob("*") if path.is_file())
     archive = as_zip({
         "export/kim_bn_math.ipynb": notebook(),
         "export/lee_attempt_2.ipynb": notebook({"batchnorm_forward": wrong_forward()}),
@@ -284,12 +286,16 @@ def test_grades_csv_holds_exactly_the_class_being_graded(graded):
 
 def test_a_resubmission_replaces_the_earlier_one_in_submitted(graded):
     """bob's later notebook is broken: his earlier notebook does not stay in submitted/, where formgrader
-    or `nbgrader autograde` would take it for his submission."""
+    or `nbgrader autograde` would take it for his submission, and its feedback is not returned to him."""
     _, runs = graded
     assert runs["grades_after_subset"]["bob"]["status"] == "error"
     files = runs["submitted_after_subset"]
     assert not [name for name in files if name.startswith("bob/")], files
     assert "alice/bn_math/bn_math.ipynb" in files
+    # Nor do the grading and the feedback of his earlier notebook: he would read feedback on work he replaced.
+    graded = runs["graded_after_subset"]
+    assert not [name for name in graded if "/bob/" in f"/{name}"], graded
+    assert "feedback/alice/bn_math/bn_math.html" in graded
 
 
 def test_report_shows_markup_in_a_failure_message_as_text(graded):
