@@ -68,7 +68,7 @@ MUTANTS = [
     Mutant("description-names-the-wrong-mistake", "autograder/references/bn_math.py",
            '    "the unbiased variance (dividing by N - 1): batch norm normalizes with the biased one (dividing by N)",',
            '    "gamma and beta swapped: the output is gamma * x_hat + beta",',
-           ("tests/test_catalog.py", "tests/test_verdicts.py", "-k", "named or diagnosed")),
+           ("tests/test_probe_record.py", "tests/test_verdicts.py", "-k", "recorded or diagnosed")),
     Mutant("mistakes-swapped-under-their-descriptions", "autograder/references/train_eval.py",
            'keras_momentum=True)\nBIASED_RUNNING_VAR = _batchnorm_mistake(\n'
            '    "the biased batch variance in `running_var`: the running variance is updated with the unbiased one "\n'
