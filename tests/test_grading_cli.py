@@ -129,6 +129,8 @@ def _grade_everything(folder: Path) -> dict:
     runs["third"] = _outcome(grade(course, subs))
     runs["grades_after_third"] = rows(course)
     runs["report_after_third"] = (course / "grading" / "bn_math" / "report.html").read_text(encoding="utf-8")
+    # bob's feedback before his broken resubmission below takes it away.
+    runs["bob_feedback"] = (course / "feedback" / "bob" / "bn_math" / "bn_math.html").read_text(encoding="utf-8")
     # A later class: alice, and bob, whose notebook is now broken (no notebook to grade).
     write(notebook(), folder / "resubmitted" / "alice" / "bn_math.ipynb")
     write("{not json", folder / "resubmitted" / "bob" / "bn_math.ipynb")
@@ -251,9 +253,9 @@ def test_report_has_figures_and_frequent_failures(graded):
 
 
 def test_feedback_has_no_hidden_test_and_no_remote_script(graded):
-    course, _ = graded
+    course, runs = graded
     files = sorted((course / "feedback").glob("*/bn_math/bn_math.html"))
-    assert {f.parts[-3] for f in files} >= {"alice", "bob", "José_Núñez", "frank", "grace"}
+    assert {f.parts[-3] for f in files} >= {"alice", "José_Núñez", "frank", "grace"}
     hidden = hidden_test_lines()
     assert hidden
     for file in files:
@@ -264,8 +266,7 @@ def test_feedback_has_no_hidden_test_and_no_remote_script(graded):
         assert not remote_resources(file), (file, remote_resources(file))
         # Formulas are MathML: a feedback page needs no script, so none can fetch anything either.
         assert "<script" not in text.lower(), file
-    bob = (course / "feedback" / "bob" / "bn_math" / "bn_math.html").read_text(encoding="utf-8")
-    assert "not implemented yet" in bob
+    assert "not implemented yet" in runs["bob_feedback"]
 
 
 def test_rerun_grades_only_what_changed(graded):

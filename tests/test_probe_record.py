@@ -92,6 +92,10 @@ def test_mistake_descriptions_are_unique_within_an_assignment(assignment):
     assert not shared, f"mistakes that the feedback cannot tell apart: {shared}"
 
 
+#: The two tests that run every mistake on its probes share one run per assignment: same worker, one cache.
+MISTAKE_RUNS = [pytest.param(a, marks=pytest.mark.xdist_group(f"mistake-outputs-{a}")) for a in ASSIGNMENTS]
+
+
 @lru_cache(maxsize=None)
 def _mistake_outputs(assignment: str) -> dict[tuple[str, str, int], dict | None]:
     """Each known mistake's outputs on every probe that lists it, by (mistake, grade id, index); None where
@@ -109,7 +113,7 @@ def _mistake_outputs(assignment: str) -> dict[tuple[str, str, int], dict | None]
     return outputs
 
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+@pytest.mark.parametrize("assignment", MISTAKE_RUNS)
 def test_every_mistake_is_listed_and_changes_a_probe_that_lists_it(assignment):
     spec = _spec(assignment)
     listed = {name for _, _, probe in _probes(assignment) for name in probe.mistakes}
@@ -123,7 +127,7 @@ def test_every_mistake_is_listed_and_changes_a_probe_that_lists_it(assignment):
     assert not invisible, f"known mistakes that change no probe that lists them (for salt 0): {invisible}"
 
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+@pytest.mark.parametrize("assignment", MISTAKE_RUNS)
 def test_two_mistakes_of_a_probe_are_told_apart(assignment):
     """Two mistakes that fail the same probes give different outputs on at least one of them: else the
     feedback could name either for the other."""
