@@ -175,3 +175,56 @@ def test_a_wrong_backward_for_a_forward_with_a_mistake_fails_its_given_run():
         return dx, dgamma, dbeta * 0.5
 
     assert not _given_verdict(_unbiased_forward, half)
+
+
+def _judged(namespace: dict, salt: int = 3) -> dict:
+    """Every test cell of bn_math judged on ``namespace``, with its given-runs, as the grader does."""
+    judge = Judge(load_spec("bn_math"))
+    results = {}
+    for grade_id, probes in judge.spec.tests.items():
+        results[grade_id] = []
+        for probe in probes:
+            result = run_probe(probe.run, namespace, probe.targets, salt=salt)
+            given = run_probe(probe.given, namespace, probe.targets, salt=salt) if probe.given else None
+            results[grade_id].append(StudentResult(result.outputs, result.error, given.outputs if given else None))
+    return judge.verdicts(results, salt)
+
+
+def _bn_math_namespace(**answers) -> dict:
+    """The reference's functions, with ``answers`` in place of some."""
+    return {**load_spec("bn_math").reference(), **answers}
+
+
+def test_a_forward_that_does_not_normalize_costs_the_backward_built_on_it_too():
+    """The second chance is for a backward built on a forward with a known mistake: a forward that is no
+    batch norm at all (no named mistake, far from PyTorch) gives its consistent backward nothing."""
+    verdicts = _judged(_bn_math_namespace(batchnorm_forward=_affine_forward,
+                                          batchnorm_backward=_exact_backward_of_affine_forward))
+    assert verdicts["test_batchnorm_forward"].fraction < 1
+    assert verdicts["test_batchnorm_backward"].fraction == 0
+
+
+def test_an_output_near_a_known_mistake_is_not_diagnosed_as_it():
+    """A result ten tolerances away from the unbiased-variance mistake is some other error: the feedback
+    says how it differs from PyTorch, and does not claim it is that mistake."""
+    judge = Judge(load_spec("bn_math"))
+    probe = judge.spec.tests["test_batchnorm_forward"][1]
+
+    def near_unbiased(x, gamma, beta, eps=1e-5):
+        out, cache = _unbiased_forward(x, gamma, beta, eps)
+        return out + 10 * (probe.atol + probe.rtol * np.abs(out)), cache
+
+    outcome = judge.judge("test_batchnorm_forward", 1, 7,
+                          run_probe(probe.run, {"batchnorm_forward": near_unbiased}, probe.targets, salt=7))
+    assert not outcome.passed and not outcome.mistake, outcome.message
+    exact = judge.judge("test_batchnorm_forward", 1, 7,
+                        run_probe(probe.run, {"batchnorm_forward": _unbiased_forward}, probe.targets, salt=7))
+    assert exact.mistake
+
+
+def test_a_long_error_is_cut_to_one_message():
+    from autograder.verdicts import MESSAGE_CHARS
+
+    outcome = Judge(load_spec("bn_math")).judge("test_batchnorm_forward", 0, 0,
+                                                StudentResult(error="raised ValueError: " + "x" * 5000))
+    assert len(outcome.message) <= MESSAGE_CHARS <= 400 and outcome.message.endswith("...")
