@@ -94,3 +94,17 @@ def test_a_submission_starting_hundreds_of_threads_is_stopped_near_the_process_l
     assert run.cells[1].output == "still running\n" and run.finished
     after = _run(grader, ["print(6 * 7)"])
     assert after.cells[0].output == "42\n" and after.finished
+
+
+def test_a_function_that_never_returns_is_stopped_by_the_cell_limit_in_each_check(grader):
+    """A hidden check that calls a looping function is stopped after the cell limit, as a cell would be:
+    its checks fail as timed out, and the test cells of the functions it does not touch keep their points."""
+    from tests.conftest import source_notebook, with_answer
+
+    looping = "def batchnorm_backward_alt(dout, cache):\n    while True:\n        pass"
+    notebook = with_answer(source_notebook("bn_math"), "batchnorm_backward_alt", looping)
+    graded = grader.grade(notebook, "bn_math", limits=Limits(cell_seconds=2, notebook_seconds=60))
+    alt = graded.verdicts["test_batchnorm_backward_alt"]
+    assert alt.fraction == 0 and all("timed out" in message for message in alt.messages), alt.messages
+    for untouched in ("test_batchnorm_forward", "test_batchnorm_backward", "test_spatial_batchnorm_backward"):
+        assert graded.verdicts[untouched].fraction == 1, graded.verdicts[untouched]
