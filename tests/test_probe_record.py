@@ -1,6 +1,6 @@
 """The hidden tests are pinned, their mistakes are distinct and visible, and their tolerances are tight.
 
-- Every probe, every known mistake's words and every visible test are as
+- Every probe, every known mistake's words, every graded cell's points and every visible test are as
   ``tests/probe_record.json`` records them (for a probe: grade id, label, targets,
   tolerances, mistakes, and what it hands to the reference and gets back for salt
   0): changing one is a deliberate, reviewed diff
@@ -64,7 +64,7 @@ def test_the_probes_are_as_recorded(assignment):
     now = probe_record((assignment,))[assignment]
     if recorded.get(assignment) == now:
         return
-    empty = {"mistakes": {}, "visible tests": {}, "probes": []}
+    empty = {"mistakes": {}, "points": {}, "visible tests": {}, "probes": []}
     before = dump({assignment: recorded.get(assignment, empty)}).splitlines()
     after = dump({assignment: now}).splitlines()
     diff = "\n".join(difflib.unified_diff(before, after, "tests/probe_record.json", "the checks now", n=4,

@@ -1,7 +1,7 @@
 """Write ``tests/probe_record.json``: what every test is, as the checks and notebooks define it today.
 
 For every assignment the record holds its known mistakes, in the words the
-feedback uses for them; the visible part of every test cell of its source
+feedback uses for them; the points of every graded cell; the visible part of every test cell of its source
 notebook (what students run); and every probe: its grade id, label, targets,
 tolerances, known mistakes and, for the inputs of salt 0, what it hands to the
 reference (every call of a graded name, recorded by wrapping the reference's
@@ -178,14 +178,21 @@ def probe_entry(grade_id: str, probe: Probe, reference: Mapping[str, Any]) -> di
     }
 
 
+def _source_cells(assignment: str) -> list[dict[str, Any]]:
+    source = ROOT / "solutions" / assignment / f"{assignment}.ipynb"
+    return json.loads(source.read_text(encoding="utf-8"))["cells"] if source.exists() else []
+
+
+def points(assignment: str) -> dict[str, float]:
+    """The points of every graded cell of the source notebook, tests and written answers alike."""
+    graded = (cell.get("metadata", {}).get("nbgrader", {}) for cell in _source_cells(assignment))
+    return {meta["grade_id"]: meta["points"] for meta in graded if meta.get("grade")}
+
+
 def visible_tests(assignment: str) -> dict[str, list[str]]:
     """The visible part of every test cell of the source notebook, line by line: what students can run."""
-    source = ROOT / "solutions" / assignment / f"{assignment}.ipynb"
-    if not source.exists():
-        return {}
-    cells = json.loads(source.read_text(encoding="utf-8"))["cells"]
     visible: dict[str, list[str]] = {}
-    for cell in cells:
+    for cell in _source_cells(assignment):
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if not meta.get("grade") or meta.get("solution"):
             continue
@@ -203,6 +210,7 @@ def probe_record(assignments: tuple[str, ...] = ASSIGNMENT_IDS) -> dict[str, dic
         reference = spec.reference()
         record[name] = {
             "mistakes": {key: mistake.description for key, mistake in spec.mistakes.items()},
+            "points": points(name),
             "visible tests": visible_tests(name),
             "probes": [probe_entry(grade_id, probe, reference)
                        for grade_id, probes in spec.tests.items() for probe in probes],
@@ -227,6 +235,7 @@ def dump(record: Mapping[str, Any]) -> str:
     for a, (name, parts) in enumerate(record.items()):
         lines.append(f" {json.dumps(name)}: {{")
         lines.append(f'  "mistakes": {value(parts["mistakes"], "  ")},')
+        lines.append(f'  "points": {value(parts["points"], "  ")},')
         lines.append(f'  "visible tests": {value(parts["visible tests"], "  ")},')
         lines.append('  "probes": [')
         probes = parts["probes"]
