@@ -225,3 +225,23 @@ def test_reference_solutions_keep_to_the_source_policy():
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if cell.cell_type == "code" and grade_id in NAMES:
             assert not check_cell(cell.source, 0, ASSIGNMENT), grade_id
+
+
+def _small_batch_outputs(group_norm: tuple[float, float], batch_norm: tuple[float, float]) -> dict:
+    """What the hidden small-batch probe makes of an experiment that reports these accuracies
+    (at batch sizes 2 and 32)."""
+    (probe,) = load_spec("alternatives").tests["test_groupnorm_vs_batchnorm_small_batch"]
+
+    def groupnorm_vs_batchnorm_small_batch(batch_sizes, seed=0, epochs=1):
+        return {"group_norm": list(group_norm), "batch_norm": list(batch_norm)}
+
+    return probe.run({"groupnorm_vs_batchnorm_small_batch": groupnorm_vs_batchnorm_small_batch})
+
+
+@pytest.mark.parametrize(("batch_norm", "gap"), [((0.60, 0.93), True), ((0.78, 0.93), True),
+                                                 ((0.84, 0.93), False), ((0.86, 0.90), False)])
+def test_the_small_batch_check_wants_batch_norm_clearly_better_with_large_batches(batch_norm, gap):
+    """Batch norm must gain more than 0.12 from batches of 2 to batches of 32: a gain within the noise of
+    one short run fails that check."""
+    outputs = _small_batch_outputs((0.93, 0.94), batch_norm)
+    assert bool(outputs["bn_gap"]) is gap

@@ -202,15 +202,16 @@ def test_ddp_buffer_broadcast_is_on_by_default():
         assert default is True
 
 
-def _folding_outputs(max_difference: float) -> dict:
-    """What the hidden folding_check probe makes of a run whose folded logits differ by ``max_difference``."""
+def _folding_outputs(max_difference: float, accuracy_change: float = 0.0) -> dict:
+    """What the hidden folding_check probe makes of a run whose folded logits differ by ``max_difference``
+    and whose folded accuracy differs by ``accuracy_change``."""
     from autograder.spec import load_spec
 
     (probe,) = load_spec("pitfalls").tests["test_folding_check"]
 
     def folding_check(seed=0, epochs=2, repeats=20):
-        return {"accuracy": 0.91, "fused_accuracy": 0.91, "max_difference": max_difference, "time_ms": 2.0,
-                "fused_time_ms": 1.5, "batchnorm_layers": 0}
+        return {"accuracy": 0.91, "fused_accuracy": 0.91 + accuracy_change, "max_difference": max_difference,
+                "time_ms": 2.0, "fused_time_ms": 1.5, "batchnorm_layers": 0}
 
     return probe.run({"folding_check": folding_check})
 
@@ -223,3 +224,13 @@ def test_folding_check_wants_logits_within_1e_3_and_accepts_float32_rounding(max
     outputs = _folding_outputs(max_difference)
     assert bool(outputs["same_logits"]) is same
     assert all(bool(value) for key, value in outputs.items() if key != "same_logits")
+
+
+@pytest.mark.parametrize(("accuracy_change", "same"), [(0.0, True), (0.002, True), (-0.002, True),
+                                                       (0.01, False), (-0.05, False)])
+def test_folding_check_wants_the_same_accuracy_up_to_one_validation_example(accuracy_change, same):
+    """The folded network classifies like the original: a change of one example in ~500 (0.002) passes,
+    1 % or more fails that check alone."""
+    outputs = _folding_outputs(0.0, accuracy_change)
+    assert bool(outputs["same_accuracy"]) is same
+    assert all(bool(value) for key, value in outputs.items() if key != "same_accuracy")

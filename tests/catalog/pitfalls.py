@@ -316,6 +316,13 @@ WRONG += [
                                 "mode\n                continue\n", "")), shows="BUG_BATCH_OF_ONE"),
     W("bug-hunt-whole-model-in-eval-for-training", "fine_tune_and_serve", _solution_cell(
         "fine_tune_and_serve", ("        net.train()\n", "        net.eval()\n")), shows="BUG_HEAD_FROZEN_TOO"),
+    # The gradients cleared between backward() and step(): every step is zero, the head never learns.
+    W("bug-hunt-gradients-cleared-before-the-step", "fine_tune_and_serve", _solution_cell(
+        "fine_tune_and_serve", ("            sgd.zero_grad()\n            F.cross_entropy(net(x_train[rows]), "
+                                "y_train[rows]).backward()\n",
+                                "            F.cross_entropy(net(x_train[rows]), y_train[rows]).backward()\n"
+                                "            sgd.zero_grad()\n")),
+      named_by="whether the fine-tuned model reaches 0.6"),
     W("bug-hunt-backbone-frozen-once-only", "fine_tune_and_serve", _solution_cell(
         "fine_tune_and_serve",
         ("        backbone.eval()  # fix: net.train() put the frozen backbone's BatchNorm layers back in training mode\n",
