@@ -303,3 +303,29 @@ def test_figure_cells_are_not_run_when_grading(grader):
     graded = grader.grade(notebook, "bn_math")
     assert not [cell for cell in graded.cells.values() if "figure cell ran" in cell.error]
     assert all(verdict.fraction == 1 for verdict in graded.verdicts.values())
+
+
+def test_the_grader_version_changes_with_what_decides_a_grade_and_only_that(tmp_path, monkeypatch):
+    """A re-run grades again when the hidden checks, the reference or the judge change; another
+    assignment's checks leave this one's grades alone."""
+    import shutil
+
+    from autograder import pipeline
+    from autograder.secret import SECRET_VARIABLE
+
+    shutil.copytree(ROOT / "autograder", tmp_path / "autograder",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
+    monkeypatch.setenv(SECRET_VARIABLE, "a course secret")
+    before = pipeline.grader_version("bn_math", tmp_path)
+    for changed in ("checks/bn_math.py", "references/bn_math.py", "checks/core.py", "verdicts.py", "worker.py"):
+        path = tmp_path / "autograder" / changed
+        path.write_text(path.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
+        after = pipeline.grader_version("bn_math", tmp_path)
+        assert after != before, f"{changed} changed and the grader version did not"
+        before = after
+    other = tmp_path / "autograder" / "checks" / "train_eval.py"
+    other.write_text(other.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
+    assert pipeline.grader_version("bn_math", tmp_path) == before
+    monkeypatch.setenv(SECRET_VARIABLE, "another secret")
+    assert pipeline.grader_version("bn_math", tmp_path) != before
