@@ -58,8 +58,9 @@ COMMON_LIBRARY = ("native_batch_norm", "_native_batch_norm_legit", "cudnn_batch_
                   "batch_norm_elemt", "batch_norm_stats", "batch_norm_gather_stats",
                   "batch_norm_gather_stats_with_counts", "batch_norm_update_stats", "batch_norm_backward_reduce",
                   "batch_norm_backward_elemt", "quantized_batch_norm", "native_layer_norm", "native_group_norm",
-                  "_weight_norm_interface", "allow_pickle", "weights_only", "load_inline", "fuse_modules", "fuse_conv_bn_eval",
-                  "fuse_conv_bn_weights", "fuse_linear_bn_eval", "fuse_linear_bn_weights", "update_bn")
+                  "_weight_norm_interface", "allow_pickle", "weights_only", "load_inline", "fuse_modules",
+                  "fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_linear_bn_eval", "fuse_linear_bn_weights",
+                  "update_bn")
 
 
 @dataclass(frozen=True)

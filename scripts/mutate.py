@@ -313,7 +313,7 @@ MUTANTS = [
     Mutant('ungraded-student-shown-as-graded', 'autograder/report.py',
            'status = record.get("status", "error")',
            'status = record.get("status", "graded")',
-           ('tests/test_grading_units.py', '-k', 'grading_record')),
+           ('tests/test_report_units.py', '-k', 'grading_record')),
     Mutant('earlier-submission-files-kept', 'autograder/pipeline.py',
            '    if submitted.exists() and not course.in_place:\n        shutil.rmtree(submitted)',
            '    if False:\n        shutil.rmtree(submitted)',

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import socket
@@ -156,26 +155,6 @@ def test_partial_credit_is_kept_to_two_decimals():
                         metadata={"nbgrader": {"grade": True, "solution": False, "grade_id": "test_forward",
                                                "points": 2}})
     assert determine_grade(cell) == (0.67, 2.0)
-
-
-def test_a_student_without_a_grading_record_is_listed_as_not_graded(tmp_path, monkeypatch):
-    """A student of the class with no record of being graded shows as an error, never as graded."""
-    import sys
-
-    from autograder.pipeline import Course, Outcome
-    from autograder.report import write_outputs
-
-    # A new gradebook runs `alembic` from PATH (nbgrader_config.py puts the environment's bin/ there).
-    monkeypatch.setenv("PATH", os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", ""))))
-    course = Course(ROOT, "bn_math", ["bn_math"], tmp_path, f"sqlite:///{tmp_path / 'gradebook.db'}")
-    state = {"students": {"alice": Outcome("alice", "digest").__dict__}}
-    paths = write_outputs(course, state, ["alice", "bob"], [], [])
-    with open(paths["grades"], encoding="utf-8") as handle:
-        table = {row["student_id"]: row for row in csv.DictReader(handle)}
-    assert table["alice"]["status"] == "graded"
-    assert table["bob"]["status"] != "graded" and "not graded" in table["bob"]["reasons"]
-    report = paths["report"].read_text(encoding="utf-8")
-    assert "<tr class='error'><td>bob</td>" in report and "1 with an error" in report
 
 
 def test_sandbox_limits_and_isolation(tmp_path, grader):

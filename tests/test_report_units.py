@@ -10,11 +10,10 @@ import pytest
 
 from autograder.pipeline import Course, Outcome
 from autograder.report import write_outputs
-from tests.conftest import ROOT
+from tests.conftest import ROOT, points, source_notebook
 
 #: bn_math's automatically graded test cells and their points.
-TESTS = {"test_batchnorm_forward": 3, "test_batchnorm_backward": 4, "test_batchnorm_backward_alt": 3,
-         "test_spatial_batchnorm_forward": 2, "test_spatial_batchnorm_backward": 3, "test_init_scale_sweep": 3}
+TESTS = points(source_notebook("bn_math"))
 
 
 @pytest.fixture
@@ -45,9 +44,10 @@ def _gradebook(course, scores: dict[str, dict[str, float]], by_hand: dict[str, d
         gb.db.commit()
 
 
-def _export(course, records: dict[str, Outcome]):
+def _export(course, records: dict[str, Outcome], everyone: list[str] | None = None):
+    """grades.csv as rows by student, and report.html, for the class ``everyone`` (those with records)."""
     state = {"students": {student: outcome.__dict__ for student, outcome in records.items()}}
-    paths = write_outputs(course, state, list(records), [], [])
+    paths = write_outputs(course, state, everyone or list(records), [], [])
     with open(paths["grades"], encoding="utf-8") as handle:
         table = {row["student_id"]: row for row in csv.DictReader(handle)}
     return table, paths["report"].read_text(encoding="utf-8")
@@ -100,3 +100,11 @@ def test_a_cell_that_timed_out_is_among_the_reasons(tmp_path):
     assert "bn_math: code cell 3: timed out after 2 s" in outcome.reasons
     assert "bn_math: code cell 4: MemoryError" in outcome.reasons
     assert not any("code cell 1" in reason for reason in outcome.reasons)
+
+
+def test_a_student_without_a_grading_record_is_listed_as_not_graded(course):
+    """A student of the class with no record of being graded shows as an error, never as graded."""
+    table, report = _export(course, {"alice": Outcome("alice", "digest")}, everyone=["alice", "bob"])
+    assert table["alice"]["status"] == "graded"
+    assert table["bob"]["status"] != "graded" and "not graded" in table["bob"]["reasons"]
+    assert "<tr class='error'><td>bob</td>" in report and "1 with an error" in report
